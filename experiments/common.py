@@ -1,0 +1,140 @@
+"""The experiment contract shared by every script in ``experiments/``.
+
+``python experiments/<name>.py [--quick] [--dataset NAME] [--seed N] [--out DIR]`` writes
+
+* ``DIR/results.json``: ``{"experiment", "dataset", "quick", "rows": [...]}``; each row names
+  its ``model`` and ``method`` and carries the metrics that apply, named ``test_accuracy``,
+  ``free_params``, ``virtual_params``, ``stored_bytes``, ``dense_bytes``, ``compression``,
+  ``seconds``;
+* ``DIR/results.md``: the same table, readable, plus any extra sections;
+* at least one PNG plot.
+
+Full runs go to ``experiments/results/<name>/`` (committed); ``--quick`` runs to
+``runs/<name>-quick/`` and finish in under a minute on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from typing import Iterable, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # let `python experiments/x.py` import wsjax from a checkout
+    sys.path.insert(0, ROOT)
+
+from wsjax import data as _data  # noqa: E402
+
+STANDARD_COLUMNS = (
+    "model",
+    "method",
+    "test_accuracy",
+    "free_params",
+    "virtual_params",
+    "stored_bytes",
+    "dense_bytes",
+    "compression",
+    "seconds",
+)
+
+
+def default_out(name: str, quick: bool) -> str:
+    if quick:
+        return os.path.join(ROOT, "runs", f"{name}-quick")
+    return os.path.join(ROOT, "experiments", "results", name)
+
+
+def parse_args(name: str, description: str, default_dataset: str = "fashion_mnist", argv=None):
+    """The standard flags; ``--out`` defaults to :func:`default_out`."""
+    p = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=description)
+    p.add_argument("--quick", action="store_true", help="a < 1 minute smoke version")
+    p.add_argument("--dataset", default=default_dataset, choices=_data.NAMES)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output folder")
+    args = p.parse_args(argv)
+    if args.seed < 0:
+        p.error("--seed must be >= 0")
+    args.out = args.out or default_out(name, args.quick)
+    os.makedirs(args.out, exist_ok=True)
+    return args
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+            return f"{v:.3g}"
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
+    return str(v)
+
+
+def markdown_table(rows: Sequence[dict], columns: Iterable[str] | None = None) -> str:
+    """A GitHub markdown table; standard columns first, then the others in first-seen order."""
+    if not rows:
+        return "(no rows)\n"
+    if columns is None:
+        seen = []
+        for r in rows:
+            for k in r:
+                if k not in seen:
+                    seen.append(k)
+        columns = [c for c in STANDARD_COLUMNS if c in seen] + [
+            c for c in seen if c not in STANDARD_COLUMNS
+        ]
+    columns = list(columns)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(
+    out_dir: str,
+    experiment: str,
+    dataset: str,
+    quick: bool,
+    rows: list[dict],
+    extra_md: str = "",
+    columns: Iterable[str] | None = None,
+) -> str:
+    """Write results.json and results.md; return the markdown table (also printed by callers)."""
+    for r in rows:
+        if "model" not in r or "method" not in r:
+            raise ValueError(f"every row needs 'model' and 'method': {r}")
+    os.makedirs(out_dir, exist_ok=True)
+    payload = {"experiment": experiment, "dataset": dataset, "quick": bool(quick), "rows": rows}
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(payload, f, indent=1)
+    table = markdown_table(rows, columns)
+    title = f"# {experiment} on {dataset}{' (quick)' if quick else ''}\n\n"
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(title + table + ("\n" + extra_md if extra_md else ""))
+    return table
+
+
+def load_partial(out_dir: str, name: str = "partial.jsonl") -> list[dict]:
+    """Rows a previous (interrupted) run already finished, for resumable experiments."""
+    path = os.path.join(out_dir, name)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def append_partial(out_dir: str, row: dict, name: str = "partial.jsonl") -> None:
+    with open(os.path.join(out_dir, name), "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def plt():
+    """matplotlib.pyplot on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    return pyplot

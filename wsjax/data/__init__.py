@@ -1,0 +1,165 @@
+"""Datasets as host NumPy arrays: images float32 NHWC in [0, 1], labels int32.
+
+``load(name, split)`` tries every source that can hold ``name`` in order and raises one
+:class:`DatasetNotFoundError` naming all of them (and the command that fixes it) when none
+has it. Nothing is downloaded unless TFDS is allowed to (``download=True``, and the
+environment variable ``WSJAX_OFFLINE`` is not set).
+
+Sources:
+
+* ``fashion_mnist``, ``mnist``: TFDS (``tfds.data_source``, no TensorFlow needed) if the
+  dataset is prepared; MNIST-format IDX files in ``$WSJAX_DATA_DIR/<name>/`` (and, for
+  fashion_mnist, the Debian package folder ``/usr/share/datasets/fashion-mnist``); then a
+  TFDS download.
+* ``cifar10``: TFDS.
+* ``digits``: scikit-learn's bundled 8x8 digits (always offline), 1437 train / 360 test.
+* ``lecun89``: the digits resampled to 16x16 with LeCun's (1989) protocol of 320 training
+  and 160 test examples, drawn disjointly by ``seed`` (a different split per seed).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+from wsjax.data.idx import find_idx_pair, load_idx_split
+
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+NAMES = ("fashion_mnist", "mnist", "cifar10", "digits", "lecun89")
+SPLITS = ("train", "test")
+NUM_CLASSES = {"fashion_mnist": 10, "mnist": 10, "cifar10": 10, "digits": 10, "lecun89": 10}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """No source holds the dataset; the message names each source tried and the fix."""
+
+
+def _fix_hint(name: str) -> str:
+    hints = [
+        f"on a connected machine: python -c \"import tensorflow_datasets as tfds; "
+        f"tfds.data_source('{name}', split='train')\" (prepares it for TFDS)",
+    ]
+    if name in ("fashion_mnist", "mnist"):
+        hints.append(
+            f"or put the four MNIST-format IDX files in $WSJAX_DATA_DIR/{name}/"
+        )
+    if name == "fashion_mnist":
+        hints.insert(0, "sudo apt-get install dataset-fashion-mnist (Debian/Ubuntu, offline mirror)")
+    return "; ".join(hints)
+
+
+def _tfds_arrays(name: str, split: str, data_dir: str | None, download: bool):
+    import tensorflow_datasets as tfds  # imported lazily: it is slow to import
+
+    source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
+    n = len(source)
+    try:  # batched random access (ArrayRecord); mocked sources only index one at a time
+        items = source.__getitems__(list(range(n)))
+    except (AttributeError, TypeError):
+        items = [source[i] for i in range(n)]
+    images = np.stack([np.asarray(it["image"]) for it in items]).astype(np.float32) / 255.0
+    labels = np.asarray([int(it["label"]) for it in items], dtype=np.int32)
+    if images.ndim == 3:
+        images = images[..., None]
+    return images, labels
+
+
+def _idx_folders(name: str, data_dir: str | None) -> list[str]:
+    roots = [d for d in (data_dir, os.environ.get("WSJAX_DATA_DIR")) if d]
+    folders = [os.path.join(r, name) for r in roots]
+    if name == "fashion_mnist":
+        folders.append(DEBIAN_FASHION_MNIST)
+    return folders
+
+
+def _load_image_dataset(name, split, data_dir, download):
+    import tensorflow_datasets as tfds
+
+    tried = []
+    if tfds.builder(name, data_dir=data_dir).is_prepared():  # no side effects when absent
+        return _tfds_arrays(name, split, data_dir, download=False)
+    tried.append(f"TFDS prepared data in {data_dir or 'the default TFDS data_dir'} (not prepared)")
+    if name in ("fashion_mnist", "mnist"):
+        for folder in _idx_folders(name, data_dir):
+            if find_idx_pair(folder, split) is not None:
+                return load_idx_split(folder, split)
+            tried.append(f"IDX files in {folder}")
+        if not os.environ.get("WSJAX_DATA_DIR") and not data_dir:
+            tried.append("IDX files in $WSJAX_DATA_DIR/<name> (WSJAX_DATA_DIR is not set)")
+    if download and not os.environ.get("WSJAX_OFFLINE"):
+        try:
+            return _tfds_arrays(name, split, data_dir, download=True)
+        except Exception as e:
+            tried.append(f"TFDS download ({type(e).__name__}: {str(e).splitlines()[0][:160]})")
+    else:
+        tried.append("TFDS download (disabled: download=False or WSJAX_OFFLINE is set)")
+    raise DatasetNotFoundError(
+        f"dataset {name!r} split {split!r} was not found. Tried: "
+        + "; ".join(tried)
+        + ". To fix: "
+        + _fix_hint(name)
+    )
+
+
+def _digits(split: str, seed: int = 0):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = (d.images.astype(np.float32) / 16.0)[..., None]
+    labels = d.target.astype(np.int32)
+    perm = np.random.default_rng(seed).permutation(len(labels))
+    cut = 1437
+    idx = perm[:cut] if split == "train" else perm[cut:]
+    return images[idx], labels[idx]
+
+
+def _lecun89(split: str, seed: int):
+    """LeCun 1989's protocol on sklearn digits: 16x16 images, 320 train / 160 test."""
+    from scipy.ndimage import zoom
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = d.images.astype(np.float32) / 16.0
+    images = np.stack([zoom(im, 2.0, order=1, mode="nearest") for im in images])
+    images = np.clip(images, 0.0, 1.0)[..., None]
+    perm = np.random.default_rng(seed).permutation(len(images))
+    idx = perm[:320] if split == "train" else perm[320:480]
+    return images[idx], d.target[idx].astype(np.int32)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cached(name, split, seed, data_dir, download):
+    if name == "digits":
+        x, y = _digits(split, seed)
+    elif name == "lecun89":
+        x, y = _lecun89(split, seed)
+    else:
+        x, y = _load_image_dataset(name, split, data_dir, download)
+    x, y = np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y, np.int32)
+    x.flags.writeable = False
+    y.flags.writeable = False
+    return x, y
+
+
+def load(
+    name: str,
+    split: str,
+    *,
+    seed: int = 0,
+    data_dir: str | None = None,
+    download: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(images, labels)`` for ``name`` and ``split`` ('train' or 'test').
+
+    Images are float32 NHWC in [0, 1], labels int32; both are read-only host arrays (copy
+    before modifying). ``seed`` selects the split of ``digits`` and ``lecun89``.
+    """
+    if name not in NAMES:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(NAMES)}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} for {name!r}; use one of {SPLITS}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    return _load_cached(name, split, int(seed), data_dir, bool(download))

@@ -1,0 +1,57 @@
+"""The LeNets that the compression papers report on.
+
+References: LeCun et al., `Gradient-based learning applied to document recognition
+<http://yann.lecun.com/exdb/publis/pdf/lecun-98.pdf>`_, 1998; the Caffe variant of LeNet-5
+(conv20-conv50-fc500-fc10) used by Han et al., `Deep Compression
+<https://arxiv.org/abs/1510.00149>`_, 2016.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class MLP(nn.Module):
+    """A fully connected ReLU net on flattened inputs; ``features`` lists every layer's width.
+
+    ``LeNet300100`` is ``MLP((300, 100, 10))``: 784*300+300 + 300*100+100 + 100*10+10 = 266,610
+    parameters on 28x28 inputs.
+    """
+
+    features: Sequence[int] = (300, 100, 10)
+
+    @nn.compact
+    def __call__(self, x):
+        x = x.reshape((x.shape[0], -1))
+        for i, f in enumerate(self.features):
+            x = nn.Dense(f, name=f"Dense_{i}")(x)
+            if i < len(self.features) - 1:
+                x = nn.relu(x)
+        return x
+
+
+def LeNet300100(num_classes: int = 10) -> MLP:
+    """LeNet-300-100: 784-300-100-10, 266,610 parameters (Han et al. 2016: 1070 KB float32)."""
+    return MLP((300, 100, num_classes))
+
+
+class LeNet5(nn.Module):
+    """LeNet-5, Caffe variant: conv 20@5x5, max-pool 2, conv 50@5x5, max-pool 2, fc 500, fc 10.
+
+    'VALID' convolutions on 28x28 inputs: 431,080 parameters (Han et al. 2016: 1720 KB).
+    """
+
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Conv(20, (5, 5), padding="VALID", name="Conv_0")(x)
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = nn.Conv(50, (5, 5), padding="VALID", name="Conv_1")(x)
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = x.reshape((x.shape[0], -1))
+        x = nn.relu(nn.Dense(500, name="Dense_0")(x))
+        return nn.Dense(self.num_classes, name="Dense_1")(x)

@@ -1,0 +1,54 @@
+"""Orbax checkpoints of a training run: parameters, optimizer state, epoch and history.
+
+A run resumes from its latest checkpoint; because each epoch's shuffle is derived from
+``fold_in(seed, epoch)`` there is no RNG state to save, so a resumed run retraces the
+uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+
+def manager(directory: str) -> ocp.CheckpointManager:
+    directory = os.path.abspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
+    return ocp.CheckpointManager(directory, options=options)
+
+
+def save(mgr: ocp.CheckpointManager, epoch: int, theta, opt_state, history) -> None:
+    mgr.save(
+        epoch,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave({"theta": theta, "opt_state": opt_state}),
+            history=ocp.args.JsonSave({"history": history}),
+        ),
+    )
+
+
+def restore_latest(mgr: ocp.CheckpointManager, theta, opt_state):
+    """``(theta, opt_state, epoch, history)`` from the latest checkpoint, or None."""
+    epoch = mgr.latest_step()
+    if epoch is None:
+        return None
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, {"theta": theta, "opt_state": opt_state})
+    try:
+        out = mgr.restore(
+            epoch,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target),
+                history=ocp.args.JsonRestore(),
+            ),
+        )
+    except Exception as e:
+        raise ValueError(
+            f"cannot resume from checkpoint {epoch} in {mgr.directory}: it does not match this "
+            f"run's parameters/optimizer ({type(e).__name__}: {e}). Use a new checkpoint_dir."
+        ) from e
+    state = out["state"]
+    return state["theta"], state["opt_state"], int(epoch), list(out["history"]["history"])
