@@ -130,7 +130,8 @@ def _lecun89(split: str, seed: int):
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(name, split, seed, data_dir, download):
+def _load_cached(name, split, seed, data_dir, download, env):
+    del env  # part of the cache key only: the sources depend on these variables
     if name == "digits":
         x, y = _digits(split, seed)
     elif name == "lecun89":
@@ -162,4 +163,5 @@ def load(
         raise ValueError(f"unknown split {split!r} for {name!r}; use one of {SPLITS}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return _load_cached(name, split, int(seed), data_dir, bool(download))
+    env = tuple(os.environ.get(k) for k in ("WSJAX_DATA_DIR", "WSJAX_OFFLINE"))
+    return _load_cached(name, split, int(seed), data_dir, bool(download), env)

@@ -1,0 +1,59 @@
+"""Fixed-width bit packing of unsigned integers (vectorised).
+
+Bits are written most significant first, into bytes filled from their most significant bit
+(``numpy.packbits`` order); the last byte is padded with zero bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wsjax.storage.errors import StorageError
+
+
+def bit_width(n_values: int) -> int:
+    """Bits needed to tell ``n_values`` symbols apart (0 for one or no symbol)."""
+    return max(0, int(n_values) - 1).bit_length()
+
+
+def packed_size(n: int, width: int) -> int:
+    """Bytes taken by ``n`` values of ``width`` bits."""
+    return (n * width + 7) // 8
+
+
+def pack_uint(values, width: int) -> bytes:
+    """Pack non-negative integers below ``2**width`` into ``width`` bits each."""
+    values = np.asarray(values, dtype=np.uint64).reshape(-1)
+    if width == 0 or values.size == 0:
+        if width == 0 and values.size and values.max() != 0:
+            raise ValueError("non-zero value packed with width 0")
+        return b""
+    if width > 64:
+        raise ValueError(f"width {width} > 64")
+    if width < 64 and values.max() >> np.uint64(width):
+        raise ValueError(f"value {values.max()} does not fit in {width} bits")
+    shifts = np.arange(width - 1, -1, -1, dtype=np.uint64)
+    bits = ((values[:, None] >> shifts) & np.uint64(1)).astype(np.uint8)
+    return np.packbits(bits.reshape(-1)).tobytes()
+
+
+def unpack_uint(data: bytes, n: int, width: int) -> np.ndarray:
+    """Inverse of :func:`pack_uint`: ``n`` values (int64) from exactly ``packed_size`` bytes.
+
+    Raises StorageError when ``data`` has the wrong length or non-zero padding bits.
+    """
+    if len(data) != packed_size(n, width):
+        raise StorageError(
+            f"bit-packed field: {len(data)} byte(s), expected {packed_size(n, width)} "
+            f"for {n} value(s) of {width} bit(s)"
+        )
+    if width == 0 or n == 0:
+        return np.zeros(n, dtype=np.int64)
+    if width > 63:
+        raise StorageError(f"bit-packed field: width {width} too large")
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+    if bits[n * width :].any():
+        raise StorageError("bit-packed field: non-zero padding bits")
+    bits = bits[: n * width].reshape(n, width).astype(np.int64)
+    weights = np.left_shift(np.int64(1), np.arange(width - 1, -1, -1, dtype=np.int64))
+    return bits @ weights

@@ -1,0 +1,248 @@
+"""One layer's record: header plus payload in one of three encodings.
+
+Record layout (all integers little-endian, ``varint`` = unsigned LEB128)::
+
+    varint name length, name (UTF-8, the '/'-joined parameter path)
+    u8     dtype code (see :mod:`wsjax.storage.dtypes`)
+    u8     ndim, then ndim varint dimensions
+    u8     encoding: 0 raw, 1 sparse, 2 dense_codebook
+    varint payload length, then the payload
+
+Payloads:
+
+* ``raw`` -- every element's bit pattern, little-endian, C order.
+* ``sparse`` (Deep Compression: pruned + quantized) -- ``u8 index_bits``, ``varint``
+  stored entries (nonzeros and fillers), ``varint`` codebook size K, ``u8`` flags (bit 0:
+  fillers present), the codebook (K bit patterns, increasing), the *weight stream* of
+  cluster indices (alphabet K, or K + 1 with symbol 0 = filler zero when fillers are
+  present), then the *index stream* of gaps (alphabet ``2**index_bits``); see
+  :mod:`wsjax.storage.sparse` and :mod:`wsjax.storage.streams`.
+* ``dense_codebook`` (quantized, not pruned) -- ``varint`` K, ``u8`` flags (bit 0: zeros
+  present, then symbol 0 is zero), the codebook, and one weight-stream symbol per element.
+
+References: Han, Mao & Dally, `Deep Compression <https://arxiv.org/abs/1510.00149>`_, 2016.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from wsjax.storage import codebook as codebooks
+from wsjax.storage import dtypes, sparse, streams
+from wsjax.storage.bytestream import ByteReader, ByteWriter
+from wsjax.storage.errors import StorageError
+
+ENCODINGS = ("raw", "sparse", "dense_codebook")
+_ENCODING_CODE = {name: code for code, name in enumerate(ENCODINGS)}
+MAX_INDEX_BITS = 16
+MAX_ELEMENTS = 1 << 40  # a sanity bound on a decoded layer's size
+
+
+class LayerInfo(NamedTuple):
+    """What a layer record holds and where its bytes went (``parts`` sums to ``stored_bytes``)."""
+
+    name: str
+    shape: tuple
+    dtype: np.dtype
+    encoding: str
+    n_nonzero: int
+    codebook_size: Optional[int]
+    index_bits: Optional[int]
+    weight_stream: Optional[streams.StreamInfo]
+    index_stream: Optional[streams.StreamInfo]
+    parts: dict
+    payload_bytes: int
+    stored_bytes: int
+
+
+def check_index_bits(index_bits, name: str) -> int:
+    if isinstance(index_bits, bool) or not isinstance(index_bits, (int, np.integer)):
+        raise TypeError(f"{name}: index_bits must be an int, got {index_bits!r}")
+    if not 1 <= index_bits <= MAX_INDEX_BITS:
+        raise ValueError(f"{name}: index_bits must be in [1, {MAX_INDEX_BITS}], got {index_bits}")
+    return int(index_bits)
+
+
+def _codebook_of(patterns: np.ndarray, name: str, encoding: str) -> np.ndarray:
+    codebook = codebooks.distinct_nonzero(patterns)
+    if codebook.size > codebooks.MAX_CODEBOOK_SIZE:
+        raise ValueError(
+            f"{name}: encoding {encoding!r} needs at most {codebooks.MAX_CODEBOOK_SIZE} distinct "
+            f"nonzero values, found {codebook.size} (quantize the layer first, or use 'raw')"
+        )
+    return codebook
+
+
+def _sparse_payload(patterns: np.ndarray, codebook: np.ndarray, index_bits: int) -> bytes:
+    positions = np.flatnonzero(patterns)
+    gaps, is_filler = sparse.encode_positions(positions, index_bits)
+    has_filler = bool(is_filler.any())
+    symbols = np.zeros(gaps.size, dtype=np.int64)
+    symbols[~is_filler] = codebooks.assign(patterns[positions], codebook) + has_filler
+    out = ByteWriter()
+    out.uint(index_bits, 1)
+    out.varint(gaps.size)
+    out.varint(codebook.size)
+    out.uint(int(has_filler), 1)
+    out.bytes(codebooks.to_bytes(codebook))
+    out.bytes(streams.encode(symbols, codebook.size + has_filler)[0])
+    out.bytes(streams.encode(gaps, 1 << index_bits)[0])
+    return out.getvalue()
+
+
+def _dense_codebook_payload(patterns: np.ndarray, codebook: np.ndarray) -> bytes:
+    is_zero = patterns == 0
+    has_zero = bool(is_zero.any())
+    symbols = np.zeros(patterns.size, dtype=np.int64)
+    symbols[~is_zero] = codebooks.assign(patterns[~is_zero], codebook) + has_zero
+    out = ByteWriter()
+    out.varint(codebook.size)
+    out.uint(int(has_zero), 1)
+    out.bytes(codebooks.to_bytes(codebook))
+    out.bytes(streams.encode(symbols, codebook.size + has_zero)[0])
+    return out.getvalue()
+
+
+def _payloads(array: np.ndarray, encoding: str, index_bits: int, name: str) -> dict[str, bytes]:
+    """``{encoding: payload}`` for the requested encoding, or every eligible one for 'auto'."""
+    patterns = dtypes.to_patterns(array)
+    if encoding == "raw":
+        return {"raw": dtypes.patterns_to_bytes(patterns)}
+    if encoding == "auto":
+        codebook = codebooks.distinct_nonzero(patterns) if array.ndim >= 2 else None
+        if codebook is None or codebook.size > codebooks.MAX_CODEBOOK_SIZE:
+            return {"raw": dtypes.patterns_to_bytes(patterns)}
+        return {
+            "sparse": _sparse_payload(patterns, codebook, index_bits),
+            "dense_codebook": _dense_codebook_payload(patterns, codebook),
+            "raw": dtypes.patterns_to_bytes(patterns),
+        }
+    if encoding == "sparse":
+        codebook = _codebook_of(patterns, name, encoding)
+        return {"sparse": _sparse_payload(patterns, codebook, index_bits)}
+    if encoding == "dense_codebook":
+        codebook = _codebook_of(patterns, name, encoding)
+        return {"dense_codebook": _dense_codebook_payload(patterns, codebook)}
+    raise ValueError(f"{name}: unknown encoding {encoding!r}; choose from {ENCODINGS + ('auto',)}")
+
+
+def encode_layer(name: str, array: np.ndarray, encoding: str, index_bits: int) -> bytes:
+    """The record of one layer. ``encoding='auto'`` picks the smallest eligible encoding
+    (codebook encodings only for 2-D and larger leaves; ties go to sparse, then dense)."""
+    index_bits = check_index_bits(index_bits, name)
+    dtypes.dtype_code(array.dtype)
+    if array.ndim > 255:
+        raise ValueError(f"{name}: {array.ndim} dimensions (max 255)")
+    payloads = _payloads(array, encoding, index_bits, name)
+    encoding = min(payloads, key=lambda e: len(payloads[e]))  # first wins ties
+    payload = payloads[encoding]
+    out = ByteWriter()
+    name_bytes = name.encode("utf-8")
+    out.varint(len(name_bytes))
+    out.bytes(name_bytes)
+    out.uint(dtypes.dtype_code(array.dtype), 1)
+    out.uint(array.ndim, 1)
+    for dim in array.shape:
+        out.varint(dim)
+    out.uint(_ENCODING_CODE[encoding], 1)
+    out.varint(len(payload))
+    out.bytes(payload)
+    return out.getvalue()
+
+
+def _read_flag(reader: ByteReader, field: str) -> bool:
+    flags = reader.uint(1, field)
+    if flags > 1:
+        raise StorageError(f"{reader.what}: invalid {field} byte {flags}")
+    return bool(flags)
+
+
+def decode_layer(reader: ByteReader) -> tuple[np.ndarray, LayerInfo]:
+    """Read one layer record; returns the array and a description of its bytes."""
+    start = reader.pos
+    name_bytes = reader.bytes(reader.varint("name length"), "layer name")
+    try:
+        name = name_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        raise StorageError(f"{reader.what}: layer name is not valid UTF-8") from None
+    where = f"layer {name!r}"
+    dtype = dtypes.code_dtype(reader.uint(1, "dtype"))
+    if dtype is None:
+        raise StorageError(f"{where}: unknown dtype code")
+    shape = tuple(reader.varint("dimension") for _ in range(reader.uint(1, "ndim")))
+    n_elements = math.prod(shape)
+    if n_elements > MAX_ELEMENTS:
+        raise StorageError(f"{where}: implausible shape {shape}")
+    encoding_code = reader.uint(1, "encoding")
+    if encoding_code >= len(ENCODINGS):
+        raise StorageError(f"{where}: unknown encoding code {encoding_code}")
+    encoding = ENCODINGS[encoding_code]
+    payload_bytes = reader.varint("payload length")
+    payload = reader.sub(payload_bytes, where)
+    parts = {"header": payload.pos - start}
+    codebook_size = index_bits = weight_info = index_info = None
+
+    def mark(part: str, since: int) -> int:
+        parts[part] = parts.get(part, 0) + payload.pos - since
+        return payload.pos
+
+    if encoding == "raw":
+        data = payload.bytes(n_elements * dtype.itemsize, "raw values")
+        parts["raw"] = len(data)
+        patterns = dtypes.patterns_from_bytes(data, dtype)
+        n_nonzero = int(np.count_nonzero(patterns))
+    elif encoding == "sparse":
+        pos = payload.pos
+        index_bits = payload.uint(1, "index bits")
+        if not 1 <= index_bits <= MAX_INDEX_BITS:
+            raise StorageError(f"{where}: index bits {index_bits} outside [1, {MAX_INDEX_BITS}]")
+        n_entries = payload.varint("entry count")
+        if n_entries > n_elements:
+            raise StorageError(f"{where}: {n_entries} stored entries for {n_elements} elements")
+        codebook_size = payload.varint("codebook size")
+        has_filler = _read_flag(payload, "sparse flags")
+        pos = mark("header", pos)
+        codebook = codebooks.read(payload, codebook_size, dtype)
+        pos = mark("codebook", pos)
+        symbols, weight_info = streams.decode(payload, n_entries, codebook_size + has_filler)
+        parts["weight_table"] = weight_info.table_bytes
+        parts["weight_codes"] = weight_info.code_bytes
+        gaps, index_info = streams.decode(payload, n_entries, 1 << index_bits)
+        parts["index_table"] = index_info.table_bytes
+        parts["index_codes"] = index_info.code_bytes
+        is_filler = symbols == 0 if has_filler else np.zeros(n_entries, dtype=bool)
+        if has_filler != bool(is_filler.any()):
+            raise StorageError(f"{where}: filler flag disagrees with the stored entries")
+        positions = sparse.decode_positions(gaps, is_filler, index_bits, n_elements)
+        patterns = np.zeros(n_elements, dtype=dtypes.pattern_dtype(dtype))
+        patterns[positions] = codebook[symbols[~is_filler] - has_filler]
+        n_nonzero = int(positions.size)
+    else:
+        pos = payload.pos
+        codebook_size = payload.varint("codebook size")
+        has_zero = _read_flag(payload, "dense codebook flags")
+        pos = mark("header", pos)
+        codebook = codebooks.read(payload, codebook_size, dtype)
+        pos = mark("codebook", pos)
+        symbols, weight_info = streams.decode(payload, n_elements, codebook_size + has_zero)
+        parts["weight_table"] = weight_info.table_bytes
+        parts["weight_codes"] = weight_info.code_bytes
+        is_zero = symbols == 0 if has_zero else np.zeros(n_elements, dtype=bool)
+        if has_zero != bool(is_zero.any()):
+            raise StorageError(f"{where}: zero flag disagrees with the stored symbols")
+        patterns = np.zeros(n_elements, dtype=dtypes.pattern_dtype(dtype))
+        patterns[~is_zero] = codebook[symbols[~is_zero] - has_zero]
+        n_nonzero = int(n_elements - np.count_nonzero(is_zero))
+    payload.expect_end()
+    array = dtypes.from_patterns(patterns, dtype, shape)
+    stored_bytes = reader.pos - start
+    info = LayerInfo(
+        name, shape, dtype, encoding, n_nonzero, codebook_size, index_bits,
+        weight_info, index_info, parts, payload_bytes, stored_bytes,
+    )
+    if sum(parts.values()) != stored_bytes:
+        raise AssertionError(f"{where}: byte accounting is off ({parts} vs {stored_bytes})")
+    return array, info

@@ -1,0 +1,133 @@
+"""A coded symbol stream: the smallest of fixed-width, Huffman, or constant coding.
+
+Deep Compression Huffman-codes the cluster indices and the sparse-index gaps. Here each such
+stream picks whichever layout is smallest *including its table*, and records which:
+
+* ``fixed``    -- ``mode`` byte, then every symbol in ``bit_width(alphabet_size)`` bits;
+* ``huffman``  -- ``mode`` byte, the canonical code table (varint ``table_size`` = last coded
+  symbol + 1, one byte ``max_length``, then ``table_size`` code lengths packed in
+  ``bit_width(max_length + 1)`` bits each), varint data byte count, then the codewords;
+* ``constant`` -- ``mode`` byte, varint symbol: every symbol equal, zero bits each.
+
+The number of symbols and the alphabet size are known to the caller (from the layer header),
+so they are not repeated here. Ties prefer constant, then fixed, then Huffman.
+
+References: Han, Mao & Dally, `Deep Compression <https://arxiv.org/abs/1510.00149>`_, 2016.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from wsjax.storage import bits, huffman
+from wsjax.storage.bytestream import ByteReader, ByteWriter
+from wsjax.storage.errors import StorageError
+
+MODES = {0: "fixed", 1: "huffman", 2: "constant"}
+_MODE_CODE = {name: code for code, name in MODES.items()}
+
+
+class StreamInfo(NamedTuple):
+    """How a stream was stored. ``table_bytes + code_bytes`` is its whole size."""
+
+    mode: str
+    n_symbols: int
+    fixed_bits: int  # bits per symbol at fixed width
+    code_bits: int  # bits of symbol data actually stored (excluding padding and table)
+    table_bytes: int  # mode byte, code table, length fields
+    code_bytes: int  # symbol data bytes
+
+    @property
+    def total_bytes(self) -> int:
+        return self.table_bytes + self.code_bytes
+
+    @property
+    def bits_per_symbol(self) -> float:
+        return self.code_bits / self.n_symbols if self.n_symbols else 0.0
+
+    @property
+    def fixed_total_bytes(self) -> int:
+        """Size this stream would take in ``fixed`` mode."""
+        return 1 + bits.packed_size(self.n_symbols, self.fixed_bits)
+
+
+def _huffman_layout(lengths: np.ndarray) -> tuple[int, int, int]:
+    """(table_size, max_length, length_width) of a Huffman table."""
+    table_size = int(np.flatnonzero(lengths)[-1]) + 1
+    max_length = int(lengths.max())
+    return table_size, max_length, bits.bit_width(max_length + 1)
+
+
+def encode(symbols, alphabet_size: int) -> tuple[bytes, StreamInfo]:
+    """Encode integer ``symbols`` in ``[0, alphabet_size)`` in the smallest layout."""
+    symbols = np.asarray(symbols, dtype=np.int64).reshape(-1)
+    if symbols.size and (symbols.min() < 0 or symbols.max() >= alphabet_size):
+        raise ValueError(f"symbols outside the alphabet [0, {alphabet_size})")
+    n = symbols.size
+    width = bits.bit_width(alphabet_size)
+    candidates = [("fixed", b"", bits.pack_uint(symbols, width), n * width)]
+    if n:
+        counts = np.bincount(symbols, minlength=alphabet_size)
+        if np.count_nonzero(counts) == 1:
+            header = ByteWriter()
+            header.varint(int(symbols[0]))
+            candidates.insert(0, ("constant", header.getvalue(), b"", 0))
+        else:
+            lengths = huffman.code_lengths(counts)
+            table_size, max_length, length_width = _huffman_layout(lengths)
+            data, n_bits = huffman.encode(symbols, lengths)
+            header = ByteWriter()
+            header.varint(table_size)
+            header.uint(max_length, 1)
+            header.bytes(bits.pack_uint(lengths[:table_size], length_width))
+            header.varint(len(data))
+            candidates.append(("huffman", header.getvalue(), data, n_bits))
+    mode, header, data, code_bits = min(candidates, key=lambda c: len(c[1]) + len(c[2]))
+    info = StreamInfo(mode, n, width, code_bits, 1 + len(header), len(data))
+    return bytes([_MODE_CODE[mode]]) + header + data, info
+
+
+def decode(reader: ByteReader, n_symbols: int, alphabet_size: int) -> tuple[np.ndarray, StreamInfo]:
+    """Read a stream of ``n_symbols`` symbols written by :func:`encode`."""
+    start = reader.pos
+    mode_code = reader.uint(1, "stream mode")
+    if mode_code not in MODES:
+        raise StorageError(f"{reader.what}: unknown stream mode {mode_code}")
+    mode = MODES[mode_code]
+    width = bits.bit_width(alphabet_size)
+    if mode == "fixed":
+        data = reader.bytes(bits.packed_size(n_symbols, width), "fixed-width symbols")
+        symbols = bits.unpack_uint(data, n_symbols, width)
+        if symbols.size and symbols.max() >= alphabet_size:
+            raise StorageError(f"{reader.what}: fixed-width symbol outside alphabet")
+        code_bits = n_symbols * width
+    elif mode == "constant":
+        symbol = reader.varint("constant symbol")
+        if n_symbols == 0:
+            raise StorageError(f"{reader.what}: constant stream without symbols")
+        if symbol >= alphabet_size:
+            raise StorageError(f"{reader.what}: constant symbol {symbol} outside alphabet")
+        symbols = np.full(n_symbols, symbol, dtype=np.int64)
+        data, code_bits = b"", 0
+    else:
+        table_size = reader.varint("Huffman table size")
+        if not 2 <= table_size <= alphabet_size:
+            raise StorageError(f"{reader.what}: Huffman table size {table_size} invalid")
+        max_length = reader.uint(1, "Huffman max length")
+        if not 1 <= max_length <= huffman.MAX_CODE_LENGTH:
+            raise StorageError(f"{reader.what}: Huffman max code length {max_length} invalid")
+        length_width = bits.bit_width(max_length + 1)
+        packed = reader.bytes(bits.packed_size(table_size, length_width), "Huffman table")
+        lengths = bits.unpack_uint(packed, table_size, length_width)
+        if lengths.max() != max_length or lengths[-1] == 0:
+            raise StorageError(f"{reader.what}: Huffman table inconsistent with its header")
+        data = reader.bytes(reader.varint("Huffman data size"), "Huffman data")
+        symbols, code_bits = huffman.decode(data, lengths, n_symbols)
+        if n_symbols == 0 or np.unique(symbols).size < 2:
+            raise StorageError(f"{reader.what}: Huffman stream with fewer than two symbols")
+    code_bytes = len(data)
+    table_bytes = reader.pos - start - code_bytes
+    info = StreamInfo(mode, n_symbols, width, code_bits, table_bytes, code_bytes)
+    return symbols, info

@@ -1,0 +1,72 @@
+"""Params pytrees <-> ordered ``{'/'-joined path: array}`` dicts.
+
+Nested mappings of arrays (Flax ``params``) are flattened depth first in insertion order;
+decoding rebuilds plain nested dicts in the same order. A mapping whose values are all
+arrays is stored as *flat*, so its keys may themselves contain '/' (e.g. the output of
+``wsjax.sharing.flatten_paths``) and decode back to the same flat dict.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from wsjax.storage.errors import StorageError
+
+
+def as_array(leaf: Any, path: str) -> np.ndarray:
+    """``leaf`` as a NumPy array; TypeError for anything that is not an array."""
+    if isinstance(leaf, (np.ndarray, np.generic)) or (
+        hasattr(leaf, "__array__") and hasattr(leaf, "shape") and hasattr(leaf, "dtype")
+    ):
+        return np.asarray(leaf)
+    raise TypeError(
+        f"leaf {path!r} is a {type(leaf).__name__}, not an array; params must be "
+        "(nested) mappings of arrays"
+    )
+
+
+def flatten(params: Any) -> tuple[dict[str, np.ndarray], bool]:
+    """``({path: array}, is_flat)`` for a mapping of arrays or of nested mappings."""
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            f"params must be a mapping (nested dicts of arrays), got {type(params).__name__}"
+        )
+    is_flat = not any(isinstance(v, Mapping) for v in params.values())
+    out: dict[str, np.ndarray] = {}
+
+    def visit(node: Mapping, prefix: str) -> None:
+        if not node and prefix:
+            raise ValueError(f"empty mapping at {prefix!r} cannot be stored")
+        for key, value in node.items():
+            if not isinstance(key, str):
+                raise TypeError(f"keys must be strings, got {key!r} under {prefix or 'the root'!r}")
+            if not is_flat and "/" in key:
+                raise ValueError(f"key {key!r} contains '/', which separates nested paths")
+            path = f"{prefix}/{key}" if prefix else key
+            if isinstance(value, Mapping):
+                visit(value, path)
+            else:
+                out[path] = as_array(value, path)
+
+    visit(params, "")
+    return out, is_flat
+
+
+def unflatten(arrays: Mapping[str, np.ndarray], is_flat: bool) -> dict:
+    """Inverse of :func:`flatten`; StorageError for inconsistent paths."""
+    if is_flat:
+        return dict(arrays)
+    root: dict = {}
+    for path, array in arrays.items():
+        *parents, leaf = path.split("/")
+        node = root
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise StorageError(f"layer path {path!r} runs through an array")
+        if leaf in node:
+            raise StorageError(f"layer path {path!r} appears twice or names a group")
+        node[leaf] = array
+    return root
