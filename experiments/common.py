@@ -138,3 +138,86 @@ def plt():
     import matplotlib.pyplot as pyplot
 
     return pyplot
+
+
+# ----------------------------------------------------------------------------- pretrained nets
+
+#: The dense reference recipe (Adam, cosine decay from 1e-3, batch 100) per model.
+DENSE_EPOCHS = {"lenet300100": 30, "lenet5": 15}
+QUICK_EPOCHS = {"lenet300100": 2, "lenet5": 1}
+QUICK_TRAIN_EXAMPLES = 10_000
+
+
+def model_by_name(name: str):
+    from wsjax.models import LeNet5, LeNet300100
+
+    table = {"lenet300100": LeNet300100, "lenet5": LeNet5}
+    if name not in table:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(table)}")
+    return table[name]()
+
+
+def dataset_splits(dataset: str, quick: bool, seed: int = 0):
+    """``(train, test)`` pairs; quick runs train on the first 10k examples."""
+    train = _data.load(dataset, "train", seed=seed)
+    test = _data.load(dataset, "test", seed=seed)
+    if quick:
+        train = (train[0][:QUICK_TRAIN_EXAMPLES], train[1][:QUICK_TRAIN_EXAMPLES])
+    return train, test
+
+
+def pretrained_path(model_name: str, dataset: str, seed: int, quick: bool) -> str:
+    folder = (
+        os.path.join(ROOT, "runs", "pretrained")
+        if quick
+        else os.path.join(ROOT, "experiments", "results", "baseline", "pretrained")
+    )
+    return os.path.join(folder, f"{dataset}-{model_name}-seed{seed}.msgpack")
+
+
+def train_dense(model_name: str, dataset: str, seed: int, quick: bool, progress: bool = True):
+    """Train the dense reference net with the standard recipe; returns (params, history)."""
+    import jax
+    import optax
+
+    from wsjax.train import classifier, fit
+
+    model = model_by_name(model_name)
+    train, test = dataset_splits(dataset, quick, seed)
+    params = model.init(jax.random.key(seed), train[0][:1])["params"]
+    epochs = (QUICK_EPOCHS if quick else DENSE_EPOCHS)[model_name]
+    steps = epochs * (len(train[0]) // 100)
+    opt = optax.adam(optax.cosine_decay_schedule(1e-3, steps, alpha=0.01))
+    loss_fn, eval_fn = classifier(lambda th, x: model.apply({"params": th}, x))
+    result = fit(
+        loss_fn, params, opt, train, eval=test, eval_fn=eval_fn, epochs=epochs,
+        batch_size=100, seed=seed, progress=progress, desc=f"dense {model_name}",
+    )
+    return result.theta, result.history
+
+
+def pretrained(model_name: str, dataset: str = "fashion_mnist", seed: int = 0, quick: bool = False):
+    """``(model, params)`` of the dense reference net, trained once and cached on disk.
+
+    Full-run nets live in ``experiments/results/baseline/pretrained/`` (written by
+    ``experiments/baseline.py``) so every compression experiment starts from the same net.
+    """
+    from flax import serialization
+
+    model = model_by_name(model_name)
+    path = pretrained_path(model_name, dataset, seed, quick)
+    if os.path.exists(path):
+        import jax
+
+        template = model.init(jax.random.key(0), _data.load(dataset, "test")[0][:1])["params"]
+        with open(path, "rb") as f:
+            params = serialization.from_bytes(template, f.read())
+        return model, params
+    params, history = train_dense(model_name, dataset, seed, quick)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "wb") as f:
+        f.write(serialization.to_bytes(params))
+    os.replace(path + ".tmp", path)
+    with open(path.replace(".msgpack", ".history.json"), "w") as f:
+        json.dump(history, f)
+    return model, params
