@@ -143,7 +143,10 @@ def plt():
 # ----------------------------------------------------------------------------- pretrained nets
 
 #: The dense reference recipe (Adam, cosine decay from 1e-3, batch 100) per model.
-DENSE_EPOCHS = {"lenet300100": 30, "lenet5": 15}
+DENSE_EPOCHS = {"lenet300100": 30, "lenet5": 12}
+#: The epoch loop per model, as measured by benchmarks/epoch_loop.py on XLA:CPU (a scan over
+#: conv steps is several times slower there); 'auto' re-measures, which is noisy on a busy host.
+LOOP = {"lenet300100": "scan", "lenet5": "python"}
 QUICK_EPOCHS = {"lenet300100": 2, "lenet5": 1}
 QUICK_TRAIN_EXAMPLES = 10_000
 
@@ -192,6 +195,7 @@ def train_dense(model_name: str, dataset: str, seed: int, quick: bool, progress:
     result = fit(
         loss_fn, params, opt, train, eval=test, eval_fn=eval_fn, epochs=epochs,
         batch_size=100, seed=seed, progress=progress, desc=f"dense {model_name}",
+        loop=LOOP[model_name] if jax.default_backend() == "cpu" else "auto",
     )
     return result.theta, result.history
 

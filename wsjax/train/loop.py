@@ -117,7 +117,7 @@ def fit(
     eval_fn: Callable | None = None,
     seed: int = 0,
     loop: str = "auto",
-    scan_chunk: int = 50,
+    scan_chunk: int = 25,
     eval_batch_size: int = 1000,
     log_path: str | None = None,
     checkpoint_dir: str | None = None,
@@ -268,7 +268,7 @@ def fit(
     return TrainResult(theta, opt_state, history)
 
 
-def _measure(run_python, run_scan, theta, opt_state, batches, chunk, repeats: int = 2) -> str:
+def _measure(run_python, run_scan, theta, opt_state, batches, chunk, repeats: int = 1) -> str:
     """Time ``chunk`` steps of each loop mode (after a warm-up) on copies of the state."""
     copy = lambda t: jax.tree.map(lambda a: jnp.array(a, copy=True), t)
     times = {}
