@@ -17,14 +17,22 @@ from typing import NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import betaln, gammaln
 
-from wsjax.penalties.mixture import MAX_LOG_VAR, MIN_LOG_VAR, Mixture, mixing_log_probs
+from wsjax.penalties.mixture import MAX_LOG_VAR, MIN_LOG_VAR, Mixture, as_float, mixing_log_probs
 
 
 def _check_positive(name: str, **values: float) -> None:
+    """Positive scalars required; traced values (a ``vmap``-ped hyper-parameter) pass unchecked."""
     for k, v in values.items():
-        if not (isinstance(v, (int, float)) and v > 0):
+        if isinstance(v, jax.core.Tracer):
+            continue
+        try:
+            ok = not isinstance(v, bool) and np.ndim(v) == 0 and float(v) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
             raise ValueError(f"{name}: {k} must be a positive number, got {v!r}")
 
 
@@ -98,7 +106,8 @@ def hyper_log_prior(
     mixture: Mixture, hyper_prior: HyperPrior | None, *, zero_component: bool
 ) -> jax.Array:
     """``log p(mixture)`` under ``hyper_prior`` (0.0 when it is ``None`` or empty)."""
-    total = jnp.zeros((), jnp.float32)
+    log_vars = as_float(mixture.log_vars)
+    total = jnp.zeros((), log_vars.dtype)
     if hyper_prior is None:
         return total
     if not isinstance(hyper_prior, HyperPrior):
@@ -109,7 +118,6 @@ def hyper_log_prior(
         raise ValueError(
             "zero_precision and pi_zero hyper-priors need a mixture with a zero component"
         )
-    log_vars = jnp.asarray(mixture.log_vars, jnp.float32)
     start = 1 if zero_component else 0
     if hyper_prior.precision is not None:
         total = total + jnp.sum(hyper_prior.precision.log_prob(log_vars[start:]))

@@ -15,3 +15,18 @@ from wsjax.sharing.core import (
     select,
     virtual_params,
 )
+from wsjax.sharing.local import broadcast_positions, convolution
+from wsjax.sharing.hashing import HashSpec, hash_indices, hashed, hashed_take, hashing
+from wsjax.sharing.lowrank import low_rank, low_rank_leaves, rank_for_budget, svd_factors
+from wsjax.sharing.random_edges import random_edges, random_edges_leaves
+from wsjax.sharing.tying import tied, tying
+from wsjax.sharing.mask import apply_masks, check_masks, mask_counts, masked
+from wsjax.sharing.codebook import (
+    CodebookFrozen,
+    codebook,
+    codebook_bits,
+    codebook_weights,
+    quantize,
+    quantize_leaf,
+)
+from wsjax.sharing.kmeans import KMeansResult, init_centroids, kmeans_1d

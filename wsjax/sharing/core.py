@@ -188,10 +188,14 @@ def select(pattern, inner: Transform) -> Transform:
 
     def apply(state):
         filled = inner.apply(SharedParams(state.theta["inner"], state.frozen))
+
+        def fill(kp, x):
+            # ``None`` leaves that ``inner`` did not fill belong to an enclosing select.
+            p = path_str(kp)
+            return filled[p] if x is None and p in filled else x
+
         return jax.tree_util.tree_map_with_path(
-            lambda kp, x: filled[path_str(kp)] if x is None else x,
-            state.theta["rest"],
-            is_leaf=lambda x: x is None,
+            fill, state.theta["rest"], is_leaf=lambda x: x is None
         )
 
     return Transform(init, apply)
