@@ -49,7 +49,9 @@ def main(argv=None):
                 "dense_bytes": 4 * n,
                 "epochs": len(history),
                 # the first epoch includes compilation; report the steady state too
-                "seconds_per_epoch": sum(epoch_s[1:]) / max(len(epoch_s) - 1, 1),
+                "seconds_per_epoch": (
+                    sum(epoch_s[1:]) / (len(epoch_s) - 1) if len(epoch_s) > 1 else epoch_s[0]
+                ),
                 "first_epoch_seconds": epoch_s[0],
                 "seconds": sum(epoch_s),
                 "wall_seconds_this_run": wall,
