@@ -238,7 +238,11 @@ def compress(model_name, dataset, seed, quick, out_dir):
     sweep, han = [], None
     for i, scale in enumerate(cfg["levels"]):
         level_path = os.path.join(state_dir, f"{model_name}-scale{scale:g}.msgpack")
-        if os.path.exists(level_path):
+        finished = all((model_name, s) in done for s in cfg["levels"][i:])
+        if finished and not os.path.exists(level_path):
+            # Every remaining level already has its row and file: nothing to retrain.
+            params = None
+        elif os.path.exists(level_path):
             saved = _load_state(level_path)
             params, seconds, epochs = saved["params"], float(saved["seconds"]), int(saved["epochs"])
             masks = _full_masks(params, saved["masks"])

@@ -8,6 +8,7 @@ import optax
 import pytest
 from jax.test_util import check_grads
 
+from wsjax import storage
 from wsjax.models import MLP
 from wsjax.sharing import bind, flatten_paths, free_params, virtual_params
 from wsjax.sharing.codebook import (
@@ -198,7 +199,6 @@ def test_quantized_retraining_moves_centroids_and_keeps_the_structure():
 
 
 def test_quantized_model_round_trips_through_storage_bit_exactly(tmp_path):
-    storage = pytest.importorskip("wsjax.storage")
     params, loss = _toy_problem()
     keep = np.random.default_rng(3).random((10, 32)) < 0.4
     params = {**params, "Dense_0": {**params["Dense_0"], "kernel": params["Dense_0"]["kernel"] * keep}}
