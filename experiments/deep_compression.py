@@ -339,6 +339,9 @@ def init_study(pruned, dataset, seed, quick, out_dir):
             if (init, bits) in done:
                 rows.append(done[(init, bits)])
                 continue
+            if pruned is None:
+                raise RuntimeError("the init study needs the pruned LeNet-300-100 at Han's sparsity: "
+                                   "its state file is missing, delete sweep.jsonl to recompute it")
             t = quantize(r"kernel$", bits, init=init)
             st = t.init(jax.random.key(seed), pruned)
             before = score(jax.device_get(t.apply(st)))
