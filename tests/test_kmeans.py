@@ -177,6 +177,25 @@ def test_inertia_not_worse_than_sklearn():
     assert best_of_3 <= min(theirs) * (1 + 1e-6)
 
 
+def test_tolerance_stops_like_sklearn_and_stays_near_the_fixed_point():
+    x = _mixture(seed=11)
+    exact = kmeans_1d(x, K, init="linear")
+    loose = kmeans_1d(x, K, init="linear", tol=1e-4)
+    assert 0 < int(loose.iterations) < int(exact.iterations)
+    # Stopping early can only cost inertia, and with sklearn's tolerance only a little.
+    assert float(exact.inertia) <= float(loose.inertia) * (1 + 1e-6)
+    assert float(loose.inertia) <= 1.05 * float(exact.inertia)
+    # tol so large that one step satisfies it: exactly one iteration.
+    assert int(kmeans_1d(x, K, init="linear", tol=1e9).iterations) == 1
+
+
+def test_sort_of_keys_matches_numpy_also_batched():
+    from wsjax.sharing.kmeans import _sort_keys
+    keys = np.random.default_rng(12).integers(-2**31, 2**31 - 1, (3, 1000), dtype=np.int64).astype(np.int32)
+    np.testing.assert_array_equal(np.asarray(jax.jit(_sort_keys)(keys[0])), np.sort(keys[0]))
+    np.testing.assert_array_equal(np.asarray(jax.jit(jax.vmap(_sort_keys))(keys)), np.sort(keys, axis=-1))
+
+
 def test_assign_matches_kmeans_assignments():
     x = _mixture(seed=10)
     r = kmeans_1d(x, K)
@@ -192,6 +211,8 @@ def test_assign_matches_kmeans_assignments():
         (dict(k=3, init="random"), ValueError),  # no key
         (dict(k=3, max_iter=-1), ValueError),
         (dict(k=3, n_init=0), ValueError),
+        (dict(k=3, tol=-1e-4), ValueError),
+        (dict(k=3, tol=float("nan")), ValueError),
         (dict(k=3, weights=np.ones(4)), ValueError),
         (dict(k=3, weights=np.zeros(5)), ValueError),
         (dict(k=3, weights=-np.ones(5)), ValueError),

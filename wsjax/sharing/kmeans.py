@@ -73,6 +73,25 @@ def _sortable_int(x: jax.Array) -> jax.Array:
     return jnp.where(i < 0, i ^ jnp.int32(0x7FFFFFFF), i)
 
 
+def _host_sort(keys: np.ndarray) -> np.ndarray:
+    return np.sort(np.asarray(keys), axis=-1)
+
+
+def _sort_keys(keys: jax.Array) -> jax.Array:
+    """Ascending sort of int32 keys along the last axis.
+
+    On CPU this calls NumPy's sort through ``jax.pure_callback`` (it runs on the same host
+    memory, and XLA:CPU's comparison sort is several times slower: 1M keys take ~7 ms
+    against ~50 ms on two cores); on GPU and TPU it is XLA's own sort.
+    """
+    shape = jax.ShapeDtypeStruct(keys.shape, keys.dtype)
+
+    def on_cpu(k):
+        return jax.pure_callback(_host_sort, shape, k, vmap_method="broadcast_all")
+
+    return lax.platform_dependent(keys, cpu=on_cpu, default=lambda k: lax.sort(k, is_stable=False))
+
+
 def _from_sortable_int(key: jax.Array) -> jax.Array:
     i = jnp.where(key < 0, key ^ jnp.int32(0x7FFFFFFF), key)
     return lax.bitcast_convert_type(i, jnp.float32)
@@ -269,7 +288,7 @@ def _prepare(x: jax.Array, weights: jax.Array | None):
             kept = weights.ravel()
             m = jnp.sum(kept, dtype=jnp.int32)
             keys = jnp.where(kept, keys, jnp.iinfo(jnp.int32).max)
-        keys = lax.sort(keys, is_stable=False)
+        keys = _sort_keys(keys)
         idx = jnp.arange(n, dtype=jnp.int32)
         ws = (idx < m).astype(jnp.float32)
         xs = _from_sortable_int(keys)
@@ -297,7 +316,7 @@ def _prepare(x: jax.Array, weights: jax.Array | None):
 OVER_RELAXATION = 1.9
 
 
-def _lloyd(s: _Sorted, centroids: jax.Array, max_iter):
+def _lloyd(s: _Sorted, centroids: jax.Array, max_iter, tol):
     """Lloyd's iterations with safeguarded over-relaxation, until the partition stops moving.
 
     Near a minimum, 1-D Lloyd creeps: each step moves the centroids only a fraction of the
@@ -305,14 +324,19 @@ def _lloyd(s: _Sorted, centroids: jax.Array, max_iter):
     (``m`` the plain Lloyd update) and keeps it only if its cost is no higher than the plain
     step's; a rejection halves ``omega - 1``, so the iteration falls back to plain Lloyd and
     ends at an exact fixed point (the interval boundaries no longer move).
+
+    With ``tol > 0`` it also stops, as scikit-learn's ``KMeans`` does, once an iteration moves
+    the centroids by at most ``tol`` times the data's variance in summed squared shift.
     """
+    variance = _interval(s.prefix, jnp.int32(0), jnp.int32(s.xs.shape[0]))[2] / jnp.maximum(s.total, 1e-30)
+    threshold = tol * variance
 
     def cond(state):
-        it, _, _, moved, _ = state
-        return jnp.logical_and(it < max_iter, moved)
+        it, _, _, moved, _, shift = state
+        return jnp.logical_and(jnp.logical_and(it < max_iter, moved), shift > threshold)
 
     def body(state):
-        it, c, edges, _, omega = state
+        it, c, edges, _, omega, _ = state
         w, sx = _stats(s, edges)
         plain = jnp.sort(jnp.where(w > 0, sx / jnp.where(w > 0, w, 1.0), c))
         relaxed = jnp.sort(c + omega * (plain - c))
@@ -322,14 +346,15 @@ def _lloyd(s: _Sorted, centroids: jax.Array, max_iter):
         # Converged when the plain step keeps the partition: its means are then a fixed point.
         moved = jnp.any(plain_edges != edges)
         accept = jnp.logical_and(relaxed_cost <= plain_cost, moved)
-        c = jnp.where(accept, relaxed, plain)
+        new_c = jnp.where(accept, relaxed, plain)
         new_edges = jnp.where(accept, relaxed_edges, plain_edges)
         omega = jnp.where(accept, omega, 1.0 + 0.5 * (omega - 1.0))
-        return it + 1, c, new_edges, moved, omega
+        shift = jnp.sum(jnp.square(new_c - c))
+        return it + 1, new_c, new_edges, moved, omega, shift
 
     edges = _edges(s.xs, centroids)
-    init = (jnp.int32(0), centroids, edges, jnp.bool_(True), jnp.float32(OVER_RELAXATION))
-    it, c, _, _, _ = lax.while_loop(cond, body, init)
+    init = (jnp.int32(0), centroids, edges, jnp.bool_(True), jnp.float32(OVER_RELAXATION), jnp.float32(jnp.inf))
+    it, c, _, _, _, _ = lax.while_loop(cond, body, init)
     return c, it
 
 
@@ -344,13 +369,13 @@ def _assign(x: jax.Array, centroids: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("k", "init", "n_init"))
-def _kmeans_1d(x, weights, key, max_iter, *, k: int, init: str, n_init: int) -> KMeansResult:
+def _kmeans_1d(x, weights, key, max_iter, tol, *, k: int, init: str, n_init: int) -> KMeansResult:
     restarts = n_init > 1
     xc, centre, s = _prepare(x, weights)
 
     def run(key):
         c0 = jnp.sort(_INIT_FNS[init](s, k, key).astype(jnp.float32))
-        return _lloyd(s, c0, max_iter)
+        return _lloyd(s, c0, max_iter, tol)
 
     if restarts:
         cs, its = jax.vmap(run)(jax.random.split(key, n_init))
@@ -432,6 +457,7 @@ def kmeans_1d(
     key: jax.Array | None = None,
     weights=None,
     max_iter: int = 300,
+    tol: float = 0.0,
     n_init: int = 1,
     size: int | None = None,
 ) -> KMeansResult:
@@ -445,6 +471,9 @@ def kmeans_1d(
       weights: non-negative per-point weights of ``x``'s shape (a 0/1 pruning mask leaves
         the pruned points out of the clustering); default all ones.
       max_iter: the most Lloyd iterations; it stops earlier at an exact fixed point.
+      tol: with ``tol > 0``, also stop once an iteration's summed squared centroid shift is
+        at most ``tol`` times the data's (weighted) variance, scikit-learn's criterion
+        (its default is ``1e-4``). The default 0 runs to the exact fixed point.
       n_init: runs from independent random initialisations (``'random'``, ``'kmeans++'``);
         the one with the lowest cost is returned. Deterministic inits run once.
       size: pad the flattened input (with zero-weight entries) to at least this length.
@@ -462,7 +491,10 @@ def kmeans_1d(
     if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
         raise ValueError(f"n_init must be a positive int, got {n_init!r}")
     n_init = int(n_init) if init in ("random", "kmeans++") else 1
-    r = _kmeans_1d(flat, w, key, jnp.int32(max_iter), k=int(k), init=init, n_init=n_init)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    r = _kmeans_1d(flat, w, key, jnp.int32(max_iter), jnp.float32(tol), k=int(k), init=init, n_init=n_init)
     return r._replace(assignments=r.assignments[:n].reshape(shape))
 
 
