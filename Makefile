@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 FMNIST := /usr/share/datasets/fashion-mnist
-DEMO ?= experiments/baseline.py
+DEMO ?= experiments/deep_compression.py
 
 .PHONY: demo test bench data clean
 

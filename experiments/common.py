@@ -225,3 +225,28 @@ def pretrained(model_name: str, dataset: str = "fashion_mnist", seed: int = 0, q
     with open(path.replace(".msgpack", ".history.json"), "w") as f:
         json.dump(history, f)
     return model, params
+
+
+def retrain_through(model, transform, state, train, val, epochs, lr, seed, loop, desc, batch_size=100):
+    """Train ``state.theta`` of a sharing ``transform`` of ``model``'s params with cosine-decayed Adam.
+
+    Returns ``(params W = transform.apply(theta), history, seconds)``; used for the retraining
+    stages of the compression experiments (masked pruning, centroid fine-tuning).
+    """
+    import time
+
+    import jax
+    import optax
+
+    from wsjax.sharing import bind
+    from wsjax.train import classifier, fit
+
+    to_params = bind(transform, state)
+    loss_fn, eval_fn = classifier(lambda th, x: model.apply({"params": to_params(th)}, x))
+    steps = max(1, epochs * (len(train[0]) // batch_size))
+    opt = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.05))
+    t0 = time.perf_counter()
+    result = fit(loss_fn, state.theta, opt, train, eval=val, eval_fn=eval_fn, epochs=epochs,
+                 batch_size=batch_size, seed=seed, loop=loop, progress=False, desc=desc)
+    params = jax.device_get(to_params(result.theta))
+    return params, result.history, time.perf_counter() - t0

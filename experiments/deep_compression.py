@@ -53,7 +53,7 @@ from flax import serialization
 sys.path.insert(0, common.ROOT)
 from benchmarks.neuron_pruning import compare as time_variants  # noqa: E402
 from wsjax import pruning, storage  # noqa: E402
-from wsjax.sharing import bind, count_params, flatten_paths, path_str  # noqa: E402
+from wsjax.sharing import count_params, flatten_paths, path_str  # noqa: E402
 from wsjax.sharing.codebook import codebook_bits, quantize  # noqa: E402
 from wsjax.sharing.kmeans import INITS  # noqa: E402
 from wsjax.sharing.mask import masked  # noqa: E402
@@ -139,15 +139,8 @@ def csr_float32_bytes(params) -> int:
 
 def _retrain(model, transform, state, train, val, epochs, lr, seed, loop, desc):
     """Train ``state.theta`` through ``transform``; returns (params W, history, seconds)."""
-    to_params = bind(transform, state)
-    loss_fn, eval_fn = classifier(lambda th, x: model.apply({"params": to_params(th)}, x))
-    steps = epochs * (len(train[0]) // BATCH)
-    opt = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.05))
-    t0 = time.perf_counter()
-    result = fit(loss_fn, state.theta, opt, train, eval=val, eval_fn=eval_fn, epochs=epochs,
-                 batch_size=BATCH, seed=seed, loop=loop, progress=False, desc=desc)
-    params = jax.device_get(to_params(result.theta))
-    return params, result.history, time.perf_counter() - t0
+    return common.retrain_through(model, transform, state, train, val, epochs, lr, seed, loop, desc,
+                                  batch_size=BATCH)
 
 
 class Scorer:
