@@ -115,8 +115,9 @@ def _digits(split: str, seed: int = 0):
     return images[idx], labels[idx]
 
 
-def _lecun89(split: str, seed: int):
-    """LeCun 1989's protocol on sklearn digits: 16x16 images, 320 train / 160 test."""
+@functools.lru_cache(maxsize=1)
+def _digits_16x16():
+    """All 1797 scikit-learn digits resampled (bilinear) to 16x16 in [0, 1], and their labels."""
     from scipy.ndimage import zoom
     from sklearn.datasets import load_digits
 
@@ -124,9 +125,16 @@ def _lecun89(split: str, seed: int):
     images = d.images.astype(np.float32) / 16.0
     images = np.stack([zoom(im, 2.0, order=1, mode="nearest") for im in images])
     images = np.clip(images, 0.0, 1.0)[..., None]
+    images.setflags(write=False)
+    return images, d.target.astype(np.int32)
+
+
+def _lecun89(split: str, seed: int):
+    """LeCun 1989's protocol on sklearn digits: 16x16 images, 320 train / 160 test."""
+    images, labels = _digits_16x16()  # resampled once per process, split per seed
     perm = np.random.default_rng(seed).permutation(len(images))
     idx = perm[:320] if split == "train" else perm[320:480]
-    return images[idx], d.target[idx].astype(np.int32)
+    return images[idx], labels[idx]
 
 
 @functools.lru_cache(maxsize=16)
