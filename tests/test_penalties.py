@@ -101,6 +101,35 @@ def test_weight_gradient_is_responsibility_weighted_pull():
     chex.assert_trees_all_close(autodiff, analytic, rtol=1e-4, atol=1e-4)
 
 
+def test_custom_vjp_matches_autodiff_of_the_density_including_caps_and_clips():
+    """sum_log_density's closed-form VJP == autodiff of sum(log_density), weights and mixture."""
+    rng = np.random.default_rng(4)
+    w = np.asarray(rng.normal(0, 0.05, (40, 9)), np.float32)
+    w[0, 0] = 1e5  # beyond MAX_SQUARED_Z of the narrow components: the cap's zero slope
+    log_vars = rng.normal(-6, 2, 17).astype(np.float32)
+    log_vars[3] = P.mixture.MIN_LOG_VAR - 5  # clipped: no gradient flows to it
+    mix = P.Mixture(_f32(rng.normal(0, 0.1, 17)), _f32(log_vars), _f32(rng.normal(0, 1, 17)))
+    w = _f32(w)
+
+    def both(w, mix):
+        ref = jax.value_and_grad(lambda w, m: jnp.sum(P.log_density(w, m)), argnums=(0, 1))(w, mix)
+        ours = jax.value_and_grad(P.sum_log_density, argnums=(0, 1))(w, mix)
+        return ref, ours
+
+    (v_ref, g_ref), (v, g) = jax.jit(both)(w, mix)
+    np.testing.assert_allclose(float(v), float(v_ref), rtol=1e-5)
+    chex.assert_trees_all_close(g, g_ref, rtol=1e-4, atol=1e-6)
+    assert float(g[1].log_vars[3]) == 0.0
+    # Batched over weight sets, and the plain-autodiff fallback for many components.
+    batched = jax.jit(jax.vmap(jax.grad(P.sum_log_density), in_axes=(0, None)))(w, mix)
+    chex.assert_trees_all_close(batched, jax.vmap(jax.grad(lambda x: jnp.sum(P.log_density(x, mix))))(w),
+                                rtol=1e-4, atol=1e-6)
+    many = P.Mixture(*(jnp.tile(a, 3) for a in mix))
+    assert 51 > P.mixture.MAX_UNROLLED_COMPONENTS
+    np.testing.assert_allclose(float(jax.jit(P.sum_log_density)(w, many)),
+                               float(jnp.sum(P.log_density(w, many))), rtol=1e-5)
+
+
 def test_gradients_match_finite_differences():
     with jax.enable_x64(True):
         params = {"a": {"kernel": jnp.asarray(np.linspace(-1.0, 1.0, 7))}, "b": jnp.asarray(np.ones(2))}

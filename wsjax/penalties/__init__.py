@@ -28,6 +28,7 @@ from wsjax.penalties.mixture import (
     log_prior,
     mixing_log_probs,
     responsibilities,
+    sum_log_density,
     variances,
 )
 from wsjax.penalties.postprocess import (

@@ -9,8 +9,10 @@ clipped to ``[MIN_LOG_VAR, MAX_LOG_VAR]`` and squared standardised distances cap
 ``inf``/``NaN``.
 
 The gradient of ``-log p(w)`` on one weight is ``sum_j r_j(w) (w - mu_j) / sigma_j^2`` with
-responsibilities ``r_j(w) = pi_j N(w | mu_j, sigma_j^2) / p(w)``; autodiff of
-:func:`log_prior` computes exactly this.
+responsibilities ``r_j(w) = pi_j N(w | mu_j, sigma_j^2) / p(w)``. :func:`log_prior` sums
+``log p`` with :func:`sum_log_density`, whose custom VJP computes exactly these gradients
+(and those of the means, log-variances and logits) in two passes over the weights, one
+component at a time, instead of autodiff's ``(N, K)`` intermediates (about 2x faster on CPU).
 
 References: Nowlan & Hinton, `Simplifying Neural Networks by Soft Weight-Sharing
 <https://www.cs.toronto.edu/~hinton/absps/sunspots.pdf>`_, Neural Computation 1992;
@@ -110,6 +112,92 @@ def responsibilities(w: jax.Array, mixture: Mixture) -> jax.Array:
     return jax.nn.softmax(component_log_probs(w, mixture), axis=-1)
 
 
+#: Mixtures with more components than this use plain autodiff of :func:`log_density`
+#: (the custom VJP unrolls one fused pass per component).
+MAX_UNROLLED_COMPONENTS = 32
+
+
+def _component_terms(mixture: Mixture):
+    """Per component: mean, clipped log-variance, precision and ``log pi - (log var + log 2pi)/2``."""
+    means = as_float(mixture.means)
+    log_vars = jnp.clip(as_float(mixture.log_vars), MIN_LOG_VAR, MAX_LOG_VAR)
+    precisions = jnp.exp(-log_vars)
+    offsets = mixing_log_probs(mixture) - 0.5 * (log_vars + _LOG_2PI)
+    return means, log_vars, precisions, offsets
+
+
+def _flat_log_density(w: jax.Array, mixture: Mixture) -> jax.Array:
+    """``log p(w)`` of a flat ``w``, accumulated one component at a time (max, then sum of exps)."""
+    means, _, precisions, offsets = _component_terms(mixture)
+    k = means.shape[0]
+
+    def log_component(j):
+        d = w - means[j]
+        return offsets[j] - 0.5 * jnp.minimum(d * d * precisions[j], MAX_SQUARED_Z)
+
+    top = log_component(0)
+    for j in range(1, k):
+        top = jnp.maximum(top, log_component(j))
+    total = sum(jnp.exp(log_component(j) - top) for j in range(k))
+    return top + jnp.log(total)
+
+
+@jax.custom_vjp
+def _sum_log_density(w: jax.Array, mixture: Mixture) -> jax.Array:
+    return jnp.sum(_flat_log_density(jnp.ravel(as_float(w)), mixture))
+
+
+def _sum_log_density_fwd(w, mixture):
+    flat = jnp.ravel(as_float(w))
+    log_p = _flat_log_density(flat, mixture)
+    return jnp.sum(log_p), (w, flat, log_p, mixture)
+
+
+def _sum_log_density_bwd(res, g):
+    w, flat, log_p, mixture = res
+    means, log_vars, precisions, offsets = _component_terms(mixture)
+    k = means.shape[0]
+    grad_w = jnp.zeros_like(flat)
+    r_sums, mean_grads, log_var_grads = [], [], []
+    for j in range(k):
+        d = flat - means[j]
+        squared_z = d * d * precisions[j]
+        inside = squared_z < MAX_SQUARED_Z  # the cap has zero derivative
+        r = jnp.exp(offsets[j] - 0.5 * jnp.minimum(squared_z, MAX_SQUARED_Z) - log_p)
+        pull = jnp.where(inside, r * d * precisions[j], 0.0)  # r_j (w - mu_j) / sigma_j^2
+        grad_w = grad_w - pull
+        r_sums.append(jnp.sum(r))
+        mean_grads.append(jnp.sum(pull))
+        log_var_grads.append(jnp.sum(r * (jnp.where(inside, 0.5 * squared_z, 0.0) - 0.5)))
+    r_sums = jnp.stack(r_sums)
+    raw_log_vars = as_float(mixture.log_vars)
+    in_range = (raw_log_vars >= MIN_LOG_VAR) & (raw_log_vars <= MAX_LOG_VAR)
+    pis = jnp.exp(mixing_log_probs(mixture))
+    cotangent = Mixture(
+        means=(g * jnp.stack(mean_grads)).astype(jnp.asarray(mixture.means).dtype),
+        log_vars=(g * jnp.where(in_range, jnp.stack(log_var_grads), 0.0)).astype(raw_log_vars.dtype),
+        logits=(g * (r_sums - flat.shape[0] * pis)).astype(jnp.asarray(mixture.logits).dtype),
+    )
+    grad = (g * grad_w).reshape(jnp.shape(w)).astype(jnp.asarray(w).dtype)
+    return grad, cotangent
+
+
+_sum_log_density.defvjp(_sum_log_density_fwd, _sum_log_density_bwd)
+
+
+def sum_log_density(w: jax.Array, mixture: Mixture) -> jax.Array:
+    """``sum(log p(w))`` over all entries of ``w``, with a memory-light custom VJP.
+
+    Equal to ``jnp.sum(log_density(w, mixture))``; its gradients are the closed forms
+    ``d/dw = -sum_j r_j (w - mu_j) / sigma_j^2``, ``d/dmu_j = sum_i r_ij (w_i - mu_j) /
+    sigma_j^2``, ``d/dlog sigma_j^2 = sum_i r_ij (z_ij^2 - 1) / 2`` and ``d/dlogit_j =
+    sum_i r_ij - N pi_j``, computed one component at a time.
+    """
+    if check_mixture(mixture) > MAX_UNROLLED_COMPONENTS:
+        return jnp.sum(log_density(w, mixture))
+    return _sum_log_density(w, mixture)
+
+
 def log_prior(params: Any, mixture: Mixture, *, include: Include = r".*") -> jax.Array:
     """``sum_i log p(w_i)`` over the float leaves of ``params`` whose path matches ``include``.
 
@@ -117,7 +205,7 @@ def log_prior(params: Any, mixture: Mixture, *, include: Include = r".*") -> jax
     if you differentiate with respect to it, the mixture) jointly, as Nowlan & Hinton do.
     """
     leaves = selected_leaves(params, include)
-    return sum(jnp.sum(log_density(w, mixture)) for w in leaves.values())
+    return sum(sum_log_density(w, mixture) for w in leaves.values())
 
 
 def constrain(
