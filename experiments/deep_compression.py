@@ -73,7 +73,7 @@ PAPER = {"lenet300100": (40.0, "1.64 -> 1.58 % error"), "lenet5": (39.0, "0.80 -
 FULL = {
     "lenet300100": dict(levels=(4.0, 2.0, 1.5, 1.0, 0.8), prune_epochs=6, quant_epochs=3,
                         prune_lr=1e-3, quant_lr=1e-4),
-    "lenet5": dict(levels=(3.0, 2.0, 1.4, 1.0, 0.85), prune_epochs=1, quant_epochs=1,
+    "lenet5": dict(levels=(3.0, 2.0, 1.4, 1.0, 0.85, 0.6, 0.4), prune_epochs=1, quant_epochs=1,
                    quant_examples=20_000, prune_lr=5e-4, quant_lr=1e-4),
 }
 QUICK = {
