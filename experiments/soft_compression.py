@@ -255,6 +255,15 @@ def compare_with_deep_compression(rows, path=None):
         if r["method"] == "dense":
             continue
         pts = [p for p in sweep if p["model"] == r["model"] and p["test_accuracy"] >= r["test_accuracy"]]
+        beaten = [p for p in sweep if p["model"] == r["model"] and p["test_accuracy"] <= r["test_accuracy"]
+                  and p["compression"] <= r["compression"]]
+        if beaten:  # soft is at least as accurate and at least as small as these DC points
+            top = max(beaten, key=lambda p: p["test_accuracy"])
+            md.append(f"| {r['model']} | {r['method']} | {100 * r['test_accuracy']:.2f} | {r['compression']:.1f}x | "
+                      f"{max((p['compression'] for p in pts), default=float('nan')):.1f}x | "
+                      f"{100 * top['test_accuracy']:.2f} %, {top['compression']:.1f}x | "
+                      "soft (as accurate or more, and smaller than this DC point) |")
+            continue
         if not pts:
             md.append(f"| {r['model']} | {r['method']} | {100 * r['test_accuracy']:.2f} | {r['compression']:.1f}x | "
                       "none (every DC point is less accurate) | | soft |")
