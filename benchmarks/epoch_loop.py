@@ -5,7 +5,8 @@ Python loop over the jitted step, and the same model and optimiser (Adam, batch 
 PyTorch on the CPU. Prints seconds per epoch (best of ``--repeats`` steady-state epochs, after
 a warm-up epoch that includes compilation) and the ratios.
 
-Run: ``python benchmarks/epoch_loop.py [--models lenet300100 lenet5] [--repeats 3]``.
+Run: ``python benchmarks/epoch_loop.py [--models lenet300100 lenet5] [--repeats 3] [--write]``
+(``--write`` replaces the epoch section of ``benchmarks/RESULTS.md``).
 Target (issue 2): LeNet-300-100 <= 1 s per epoch on 2 CPU cores.
 """
 
@@ -16,13 +17,16 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "experiments"))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
+sys.path.insert(0, ROOT)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import common  # noqa: E402
+from benchmarks.results_md import markdown_table, write_section  # noqa: E402
 from wsjax import data  # noqa: E402
 from wsjax.train import classifier, fit  # noqa: E402
 
@@ -49,7 +53,7 @@ def torch_epoch_seconds(model_name, x, y, repeats):
                             nn.MaxPool2d(2), nn.Flatten(), nn.Linear(800, 500), nn.ReLU(),
                             nn.Linear(500, 10))
     opt = torch.optim.Adam(net.parameters(), 1e-3)
-    xt = torch.from_numpy(np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2))))
+    xt = torch.from_numpy(np.array(np.transpose(x, (0, 3, 1, 2)), order="C"))  # a writable copy
     yt = torch.from_numpy(y.astype(np.int64))
     loss_fn = nn.CrossEntropyLoss()
     times = []
@@ -72,6 +76,7 @@ def main():
     p.add_argument("--models", nargs="+", default=["lenet300100", "lenet5"])
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--write", action="store_true", help="update the epoch section of benchmarks/RESULTS.md")
     args = p.parse_args()
     x, y = data.load("fashion_mnist", "train")
     print(f"backend={jax.default_backend()} devices={jax.device_count()} cores={os.cpu_count()}")
@@ -90,6 +95,19 @@ def main():
         rows.append(row)
         print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
               flush=True)
+    if args.write:
+        import platform
+
+        torch_note = ""
+        if not args.no_torch:
+            import torch
+
+            torch_note = f", torch {torch.__version__} ({torch.get_num_threads()} threads)"
+        header = (f"Run: `python benchmarks/epoch_loop.py --write`.\n\nOne epoch over {len(x):,} Fashion-MNIST "
+                  f"images, batch 100, Adam; jax {jax.__version__} ({jax.default_backend()}){torch_note}, "
+                  f"{platform.machine()}, {os.cpu_count()} cores; seconds are the best of {args.repeats} "
+                  "steady-state epochs after a warm-up epoch. Target: LeNet-300-100 <= 1 s per epoch.\n\n")
+        write_section("one training epoch", header + markdown_table(rows, list(rows[0])))
     return rows
 
 

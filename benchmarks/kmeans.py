@@ -35,6 +35,7 @@ if ROOT not in sys.path:
 
 import jax  # noqa: E402
 
+from benchmarks.results_md import markdown_table, write_section  # noqa: E402
 from wsjax.sharing.kmeans import kmeans_1d  # noqa: E402
 
 
@@ -76,20 +77,6 @@ def time_sklearn(x, k, seed=0):
     return time.perf_counter() - t0, float(km.inertia_), int(km.n_iter_)
 
 
-def write_section(path: str, title: str, body: str) -> None:
-    """Replace (or append) the ``## title`` section of a markdown file with ``body``."""
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    start = text.find(f"\n## {title}\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n"
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start + 1] + (text[end + 1:] if end >= 0 else "")
-        text = text.rstrip("\n") + "\n"
-    with open(path, "w") as f:
-        f.write(text + f"\n## {title}\n\n{body}\n")
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1_000_000)
@@ -120,9 +107,7 @@ def main(argv=None):
                   f"({it} it) -> {sk_time / t:.1f}x faster, inertia x{inertia / sk_inertia:.4f}",
                   flush=True)
     cols = ["k", "method", "seconds", "compile_seconds", "inertia", "iterations", "speedup", "inertia_ratio"]
-    table = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n" + "\n".join(
-        "| " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |"
-        for r in rows)
+    table = markdown_table(rows, cols)
     print("\n" + table)
     if args.write:
         header = (f"Run: `python benchmarks/kmeans.py --write`.\n\n{args.n:,} float32 weights (Student t, 5 dof, "
@@ -130,7 +115,7 @@ def main(argv=None):
                   f"wsjax times are the best of {args.repeats} calls after compilation, scikit-learn's one "
                   "call. Target: >= 20x faster than scikit-learn at equal or lower inertia "
                   "(`inertia_ratio` <= 1).\n\n")
-        write_section(os.path.join(ROOT, "benchmarks", "RESULTS.md"), "k-means", header + table)
+        write_section("k-means", header + table)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"n": args.n, "backend": jax.default_backend(), "cpus": os.cpu_count(),

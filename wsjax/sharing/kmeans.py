@@ -2,7 +2,7 @@
 
 In one dimension the clusters of any set of ordered centroids are contiguous intervals of the
 sorted data, split at the midpoints between neighbouring centroids. So the data are sorted
-once (O(n log n), as int32 keys, which XLA sorts much faster than floats); compensated prefix
+once (O(n log n), as int32 keys: faster to sort than floats; NumPy sorts them on CPU); compensated prefix
 sums of the weights ``w``, ``w x`` and ``w x^2`` turn every interval statistic (count, mean,
 cost) into two lookups; and one Lloyd iteration is ``k - 1`` binary searches of the midpoints
 in the sorted data plus ``O(k)`` arithmetic, independent of ``n``. Because iterations are this
