@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import common  # noqa: E402
-from benchmarks.results_md import markdown_table, write_section  # noqa: E402
+from benchmarks.results_md import write_section  # noqa: E402
 from wsjax import data  # noqa: E402
 from wsjax.train import classifier, fit  # noqa: E402
 
@@ -107,7 +107,7 @@ def main():
                   f"images, batch 100, Adam; jax {jax.__version__} ({jax.default_backend()}){torch_note}, "
                   f"{platform.machine()}, {os.cpu_count()} cores; seconds are the best of {args.repeats} "
                   "steady-state epochs after a warm-up epoch. Target: LeNet-300-100 <= 1 s per epoch.\n\n")
-        write_section("one training epoch", header + markdown_table(rows, list(rows[0])))
+        write_section("one training epoch", header + common.markdown_table(rows, list(rows[0])).rstrip("\n"))
     return rows
 
 

@@ -32,10 +32,12 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
 import jax  # noqa: E402
 
-from benchmarks.results_md import markdown_table, write_section  # noqa: E402
+from benchmarks.results_md import write_section  # noqa: E402
+from common import markdown_table  # noqa: E402
 from wsjax.sharing.kmeans import kmeans_1d  # noqa: E402
 
 
@@ -107,7 +109,7 @@ def main(argv=None):
                   f"({it} it) -> {sk_time / t:.1f}x faster, inertia x{inertia / sk_inertia:.4f}",
                   flush=True)
     cols = ["k", "method", "seconds", "compile_seconds", "inertia", "iterations", "speedup", "inertia_ratio"]
-    table = markdown_table(rows, cols)
+    table = markdown_table(rows, cols).rstrip("\n")
     print("\n" + table)
     if args.write:
         header = (f"Run: `python benchmarks/kmeans.py --write`.\n\n{args.n:,} float32 weights (Student t, 5 dof, "

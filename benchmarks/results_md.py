@@ -20,12 +20,3 @@ def write_section(title: str, body: str, path: str = RESULTS) -> None:
     with open(path, "w") as f:
         f.write(text + f"\n## {title}\n\n{body}\n")
 
-
-def markdown_table(rows: list[dict], columns: list[str]) -> str:
-    """A markdown table of ``rows`` (floats to 4 significant digits)."""
-    def cell(v):
-        return f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)

@@ -250,3 +250,29 @@ def retrain_through(model, transform, state, train, val, epochs, lr, seed, loop,
                  batch_size=batch_size, seed=seed, loop=loop, progress=False, desc=desc)
     params = jax.device_get(to_params(result.theta))
     return params, result.history, time.perf_counter() - t0
+
+
+def store_and_reload(params, path, score):
+    """Write ``params`` with ``wsjax.storage.save``, read them back and score both copies.
+
+    Raises if the loaded params differ from ``params`` in any bit, score differently, or the
+    file's size differs from the size report. ``score(params) -> accuracy``.
+    Returns ``(report, loaded, in_memory_accuracy, file_accuracy, file_bytes)``.
+    """
+    import jax
+    import numpy as np
+
+    from wsjax import storage
+
+    report = storage.save(path, params)
+    loaded = storage.load(path)
+    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(params)):
+        if not np.array_equal(np.asarray(a), np.asarray(b)):
+            raise RuntimeError(f"{path}: the loaded model differs from the in-memory one")
+    in_memory, from_file = score(params), score(loaded)
+    if in_memory != from_file:
+        raise RuntimeError(f"{path}: loaded accuracy {from_file} != in-memory {in_memory}")
+    stored = os.path.getsize(path)
+    if stored != report.file_bytes:
+        raise RuntimeError(f"{path}: the size report counts {report.file_bytes} bytes, the file has {stored}")
+    return report, loaded, in_memory, from_file, stored

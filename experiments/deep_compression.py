@@ -183,17 +183,7 @@ def _quantize_and_store(model, pruned, cfg, train, val, score, seed, loop, desc,
     quant_train = train if not n_quant else (train[0][:n_quant], train[1][:n_quant])
     quantized, _, seconds = _retrain(model, t, st, quant_train, val, cfg["quant_epochs"], cfg["quant_lr"],
                                      seed, loop, desc)
-    report = storage.save(file_path, quantized)
-    loaded = storage.load(file_path)
-    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(quantized)):
-        if not np.array_equal(np.asarray(a), np.asarray(b)):
-            raise RuntimeError("the loaded model differs from the in-memory one")
-    in_memory, from_file = score(quantized), score(loaded)
-    if in_memory != from_file:
-        raise RuntimeError(f"loaded accuracy {from_file} != in-memory {in_memory}")
-    stored = os.path.getsize(file_path)
-    if stored != report.file_bytes:
-        raise RuntimeError(f"size report counts {report.file_bytes} bytes, the file has {stored}")
+    report, loaded, in_memory, from_file, stored = common.store_and_reload(quantized, file_path, score)
     fixed = report.file_overhead_bytes + sum(layer.stored_bytes_fixed for layer in report.layers)
     return dict(
         quantized=quantized, report=report, accuracy_before_retraining=before,

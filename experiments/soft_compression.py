@@ -201,13 +201,8 @@ def _distinct_kernel_values(params) -> int:
 
 def _store_and_score(params, path, eval_fn, test, val, dense_acc, n):
     """Save ``params`` with ``wsjax.storage``, load them back and score both copies."""
-    report = storage.save(path, params)
-    loaded = storage.load(path)
-    acc_mem = evaluate(eval_fn, params, *test)["accuracy"]
-    acc_file = evaluate(eval_fn, loaded, *test)["accuracy"]
-    stored = os.path.getsize(path)
-    if report.file_bytes != stored:
-        raise RuntimeError(f"size report counts {report.file_bytes} bytes, file has {stored}")
+    _, loaded, acc_mem, acc_file, stored = common.store_and_reload(
+        params, path, lambda p: evaluate(eval_fn, p, *test)["accuracy"])
     return {
         "test_accuracy": acc_file, "in_memory_accuracy": acc_mem, "loaded_equals_in_memory": acc_file == acc_mem,
         "val_accuracy": evaluate(eval_fn, loaded, *val)["accuracy"], "drop_points": 100 * (dense_acc - acc_file),
