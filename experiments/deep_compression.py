@@ -137,12 +137,6 @@ def csr_float32_bytes(params) -> int:
     return math.ceil(bits / 8)
 
 
-def _retrain(model, transform, state, train, val, epochs, lr, seed, loop, desc):
-    """Train ``state.theta`` through ``transform``; returns (params W, history, seconds)."""
-    return common.retrain_through(model, transform, state, train, val, epochs, lr, seed, loop, desc,
-                                  batch_size=BATCH)
-
-
 class Scorer:
     """Test/validation accuracy of params pytrees of one model (one compiled eval function)."""
 
@@ -181,8 +175,8 @@ def _quantize_and_store(model, pruned, cfg, train, val, score, seed, loop, desc,
     before = score(jax.device_get(t.apply(st)))
     n_quant = cfg.get("quant_examples")
     quant_train = train if not n_quant else (train[0][:n_quant], train[1][:n_quant])
-    quantized, _, seconds = _retrain(model, t, st, quant_train, val, cfg["quant_epochs"], cfg["quant_lr"],
-                                     seed, loop, desc)
+    quantized, _, seconds = common.retrain_through(model, t, st, quant_train, val, cfg["quant_epochs"], cfg["quant_lr"],
+                                                   seed, loop, desc, batch_size=BATCH)
     report, loaded, in_memory, from_file, stored = common.store_and_reload(quantized, file_path, score)
     fixed = report.file_overhead_bytes + sum(layer.stored_bytes_fixed for layer in report.layers)
     return dict(
@@ -233,8 +227,8 @@ def compress(model_name, dataset, seed, quick, out_dir):
             masks = pruning.sparsity_masks(params, _kept_targets(model_name, scale), current=masks)
             t = masked(masks)
             st = t.init(jax.random.key(seed), params)
-            params, _, sec = _retrain(model, t, st, train, val, cfg["prune_epochs"], cfg["prune_lr"],
-                                      seed + i, loop, f"{model_name} prune x{scale:g}")
+            params, _, sec = common.retrain_through(model, t, st, train, val, cfg["prune_epochs"], cfg["prune_lr"],
+                                                    seed + i, loop, f"{model_name} prune x{scale:g}", batch_size=BATCH)
             seconds += sec
             epochs += cfg["prune_epochs"]
             _save_state(level_path, {"params": params, "masks": flatten_paths(masks),
@@ -330,8 +324,8 @@ def init_study(pruned, dataset, seed, quick, out_dir):
             before = score(jax.device_get(t.apply(st)))
             row = {"init": init, "bits": bits, "accuracy_before_retraining": before}
             if not quick:  # the quick run skips the retraining (compile time)
-                w, _, sec = _retrain(model, t, st, train, val, INIT_STUDY_EPOCHS, 1e-4, seed,
-                                     _loop("lenet300100"), f"init {init} {bits} bits")
+                w, _, sec = common.retrain_through(model, t, st, train, val, INIT_STUDY_EPOCHS, 1e-4, seed,
+                                                   _loop("lenet300100"), f"init {init} {bits} bits", batch_size=BATCH)
                 row.update(test_accuracy=score(w), val_accuracy=score(w, "val"), seconds=sec)
             common.append_partial(out_dir, row, name)
             print(f"  init {init:8s} {bits} bits: {before:.4f} -> {row.get('test_accuracy', float('nan')):.4f}",

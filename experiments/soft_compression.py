@@ -66,6 +66,7 @@ MIXTURE_INIT = "kmeans"
 #: The optional composition after the snap: Deep Compression's trained quantization with the
 #: snapped values as the codebook (assignments and zeros frozen), centroids fine-tuned.
 FINETUNE_EPOCHS, FINETUNE_LR = 2, 1e-4
+FINETUNE = quantize(KERNELS + "$", None, init="kmeans++")  # Han's default bits: 8 conv, 5 fc
 QUICK_FINETUNE_EPOCHS = 1
 VALIDATION = 5000
 
@@ -136,12 +137,6 @@ def compress(model_name, dataset, seed, quick, out_dir, progress=True):
                 saved = serialization.msgpack_restore(f.read())
             mixture = penalties.Mixture(**{k: np.asarray(v) for k, v in saved["before"].items()})
             snapped_file = storage.load(os.path.join(out_dir, f"{model_name}-tau{tau:g}.wsjax"))
-            for r in cached_rows:  # rows of an earlier version carried a bit-exactness flag
-                if "codebook_reproduces_snap" in r:
-                    del r["codebook_reproduces_snap"]
-                    ft = quantize(KERNELS + "$", None, init="kmeans++")
-                    r["codebook_max_abs_error"] = _codebook_error(ft, ft.init(jax.random.key(seed), snapped_file),
-                                                                  snapped_file)
             rows += cached_rows
             mixtures[(model_name, tau)] = (mixture, snapped_file, dense, "snapped, from its file")
             continue
@@ -157,13 +152,13 @@ def compress(model_name, dataset, seed, quick, out_dir, progress=True):
         path = os.path.join(out_dir, f"{model_name}-tau{tau:g}.wsjax")
         row = {**base, "method": f"soft sharing tau={tau:g}", "seconds": seconds,
                "distinct_values": stats.distinct_values, **_store_and_score(snapped, path, eval_fn, test, val, dense_acc, n)}
-        # Composition: the snapped values become a per-layer codebook (k-means++ on <= 2**bits
-        # distinct values reproduces them exactly), centroids retrained, zeros stay zero.
+        # Composition: the snapped values become a per-layer codebook (k-means++ on a layer's
+        # few distinct values finds them up to float32 rounding, see codebook_max_abs_error),
+        # centroids retrained, zeros stay zero.
         ft_epochs = QUICK_FINETUNE_EPOCHS if quick else FINETUNE_EPOCHS
-        ft = quantize(KERNELS + "$", None, init="kmeans++")
-        ft_state = ft.init(jax.random.key(seed), snapped)
-        codebook_error = _codebook_error(ft, ft_state, snapped)
-        tuned, _, ft_seconds = common.retrain_through(model, ft, ft_state, train, val, ft_epochs, FINETUNE_LR,
+        ft_state = FINETUNE.init(jax.random.key(seed), snapped)
+        codebook_error = _codebook_error(FINETUNE, ft_state, snapped)
+        tuned, _, ft_seconds = common.retrain_through(model, FINETUNE, ft_state, train, val, ft_epochs, FINETUNE_LR,
                                                       seed, loop, f"{model_name} centroid fine-tune")
         ft_path = os.path.join(out_dir, f"{model_name}-tau{tau:g}-finetuned.wsjax")
         ft_row = {**base, "method": f"soft sharing tau={tau:g} + centroid fine-tune",
@@ -185,8 +180,8 @@ def compress(model_name, dataset, seed, quick, out_dir, progress=True):
 
 
 def _codebook_error(transform, state, snapped) -> float:
-    """Largest ``|codebook weight - snapped weight|``: k-means++ with ``2**bits`` centroids on a
-    layer's <= 17 distinct values finds each of them, up to float32 rounding of the means."""
+    """Largest ``|codebook weight - snapped weight|`` at the start of the centroid fine-tune
+    (k-means++ on a layer's few distinct values; float32 rounding of the means)."""
     quantized = jax.device_get(transform.apply(state))
     return float(max(np.max(np.abs(np.asarray(a) - np.asarray(b)))
                      for a, b in zip(jax.tree.leaves(quantized), jax.tree.leaves(snapped))))
