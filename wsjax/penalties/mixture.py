@@ -150,11 +150,12 @@ def _sum_log_density(w: jax.Array, mixture: Mixture) -> jax.Array:
 def _sum_log_density_fwd(w, mixture):
     flat = jnp.ravel(as_float(w))
     log_p = _flat_log_density(flat, mixture)
-    return jnp.sum(log_p), (w, flat, log_p, mixture)
+    return jnp.sum(log_p), (w, log_p, mixture)
 
 
 def _sum_log_density_bwd(res, g):
-    w, flat, log_p, mixture = res
+    w, log_p, mixture = res
+    flat = jnp.ravel(as_float(w))
     means, log_vars, precisions, offsets = _component_terms(mixture)
     k = means.shape[0]
     grad_w = jnp.zeros_like(flat)
