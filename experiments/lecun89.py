@@ -42,6 +42,10 @@ NAME = "lecun89"
 PAPER = {1: 80.0, 2: 87.0, 3: 88.5, 4: 94.0, 5: 98.4}
 PAPER_LINKS = {1: 2570, 2: 3214, 3: 1226, 4: 2266, 5: 5194}
 PAPER_FREE = {1: 2570, 2: 3214, 3: 1226, 4: 1132, 5: 1060}
+#: Sharing controls: Net-4 and Net-5's architectures trained without the sharing transform
+#: (free = links), so "shared vs not" is compared at one architecture.
+CONTROLS = (4, 5)
+CONTROL_ARCH = {4: "2 local 8x8(3x3) / local 4x4(5x5x2)", 5: "2 local 8x8(3x3) / 4 local 4x4(5x5x2)"}
 ARCH = {
     1: "256-10",
     2: "256-12-10",
@@ -80,13 +84,18 @@ def stacked_splits(seeds, split, max_shift: int = 0):
     return np.stack(xs, axis=1), np.stack([p[1] for p in pairs], axis=1)
 
 
-def run_net(n: int, seeds, epochs: int, train, test, progress: bool = True) -> list[dict]:
-    """Train Net-``n`` once per seed (vmapped); one row per seed."""
-    model, transform = lecun89_net(n)
+def net_name(n: int, shared: bool = True) -> str:
+    return f"Net-{n}" if shared or n < 4 else f"Net-{n} (no sharing)"
+
+
+def run_net(n: int, seeds, epochs: int, train, test, progress: bool = True, shared: bool = True) -> list[dict]:
+    """Train Net-``n`` once per seed (vmapped); one row per seed. ``shared=False``: the
+    sharing control (same architecture, no sharing transform)."""
+    model, transform = lecun89_net(n, shared=shared)
     # One jitted, vmapped initialisation for all seeds; 'rbg' keys compile far faster than
     # threefry ones on XLA:CPU (the initialisation is otherwise most of a quick run).
     keys = jax.vmap(lambda s: jax.random.key(s, impl="rbg"))(jnp.asarray(seeds))
-    states = jax.jit(jax.vmap(lambda k: init_net(n, k)[2]))(keys)
+    states = jax.jit(jax.vmap(lambda k: init_net(n, k, shared=shared)[2]))(keys)
     thetas, frozen = states.theta, states.frozen
 
     def logits(theta, x):
@@ -104,7 +113,7 @@ def run_net(n: int, seeds, epochs: int, train, test, progress: bool = True) -> l
     t0 = time.perf_counter()
     result = fit(
         loss_fn, thetas, optax.adam(LEARNING_RATE), train, epochs=epochs,
-        batch_size=BATCH_SIZE, seed=0, loop="scan", progress=progress, desc=f"Net-{n}",
+        batch_size=BATCH_SIZE, seed=0, loop="scan", progress=progress, desc=net_name(n, shared),
     )
     train_err = np.asarray(errors(result.theta, *train))
     test_err = np.asarray(errors(result.theta, *test))
@@ -113,7 +122,7 @@ def run_net(n: int, seeds, epochs: int, train, test, progress: bool = True) -> l
     links, free = link_count(transform.apply(one)), free_params(one)
     return [
         {
-            "model": f"Net-{n}",
+            "model": net_name(n, shared),
             "seed": int(s),
             "test_accuracy": float(1.0 - test_err[i]),
             "train_error": float(train_err[i]),
@@ -126,27 +135,40 @@ def run_net(n: int, seeds, epochs: int, train, test, progress: bool = True) -> l
     ]
 
 
+#: (n, shared) of every row: the paper's five nets, then the sharing controls.
+ENTRIES = tuple((n, True) for n in range(1, NUM_NETS + 1)) + tuple((n, False) for n in CONTROLS)
+
+
+def method(n: int, shared: bool) -> str:
+    if n < 4:
+        return "unshared"
+    return "conv-shared" if shared else "control: no sharing"
+
+
 def summarise(per_seed: list[dict]) -> list[dict]:
     rows = []
-    for n in range(1, NUM_NETS + 1):
-        mine = [r for r in per_seed if r["model"] == f"Net-{n}"]
+    for n, shared in ENTRIES:
+        mine = [r for r in per_seed if r["model"] == net_name(n, shared)]
+        if not mine:
+            continue
         acc = np.array([r["test_accuracy"] for r in mine])
+        paper = n < 4 or shared  # the controls are ours, not in LeCun's table
         rows.append(
             {
-                "model": f"Net-{n}",
-                "method": "conv-shared" if n >= 4 else "unshared",
+                "model": net_name(n, shared),
+                "method": method(n, shared),
                 "test_accuracy": float(acc.mean()),
                 "test_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-                "paper_test_accuracy": PAPER[n] / 100,
+                "paper_test_accuracy": PAPER[n] / 100 if paper else None,
                 "links": mine[0]["links"],
                 "free_params": mine[0]["free_params"],
                 "virtual_params": mine[0]["links"],
                 "paper_links": PAPER_LINKS[n],
-                "paper_free": PAPER_FREE[n],
+                "paper_free": PAPER_FREE[n] if paper else None,
                 "max_train_error": max(r["train_error"] for r in mine),
                 "seeds": len(mine),
                 "seconds": float(np.mean([r["seconds"] for r in mine])),
-                "architecture": ARCH[n],
+                "architecture": ARCH[n] if paper else CONTROL_ARCH[n],
                 "test_accuracies": [r["test_accuracy"] for r in mine],
             }
         )
@@ -154,22 +176,26 @@ def summarise(per_seed: list[dict]) -> list[dict]:
 
 
 def paired_comparison(per_seed: list[dict]) -> str:
-    """Per-split paired differences: each shared net vs the best unshared net."""
+    """Per-split paired differences: each shared net vs the best unshared net, and vs its
+    own architecture without sharing (when the control was run)."""
     from scipy import stats
 
-    def accs(n):
-        mine = sorted((r for r in per_seed if r["model"] == f"Net-{n}"), key=lambda r: r["seed"])
+    def accs(name):
+        mine = sorted((r for r in per_seed if r["model"] == name), key=lambda r: r["seed"])
         return np.array([r["test_accuracy"] for r in mine])
 
-    best = max((1, 2, 3), key=lambda n: accs(n).mean())
-    lines = []
-    for n in (4, 5):
-        d = accs(n) - accs(best)
-        p = stats.ttest_rel(accs(n), accs(best)).pvalue if len(d) > 1 else float("nan")
-        lines.append(
-            f"- Net-{n} - Net-{best} (best unshared): mean {100 * d.mean():+.2f} points, "
-            f"better on {int((d > 0).sum())}/{len(d)} splits, paired t-test p = {p:.2g}"
-        )
+    def line(a, b):
+        d = accs(a) - accs(b)
+        p = stats.ttest_rel(accs(a), accs(b)).pvalue if len(d) > 1 else float("nan")
+        return (f"mean {100 * d.mean():+.2f} points, better on {int((d > 0).sum())}/{len(d)} splits, "
+                f"paired t-test p = {p:.2g}")
+
+    best = max(("Net-1", "Net-2", "Net-3"), key=lambda name: accs(name).mean())
+    lines = [f"- Net-{n} - {best} (best unshared): {line(f'Net-{n}', best)}" for n in (4, 5)]
+    for n in CONTROLS:
+        control = net_name(n, shared=False)
+        if len(accs(control)) == len(accs(f"Net-{n}")) > 0:
+            lines.append(f"- Net-{n} - {control} (same architecture): {line(f'Net-{n}', control)}")
     return "\n".join(lines)
 
 
@@ -244,16 +270,16 @@ def main(argv=None):
     test = stacked_splits(seeds, "test", flags.shift)
 
     done = [r for r in common.load_partial(args.out) if r["seed"] in seeds]
-    for n in range(1, NUM_NETS + 1):
-        if {r["seed"] for r in done if r["model"] == f"Net-{n}"} >= set(seeds):
+    for n, shared in ENTRIES:
+        if {r["seed"] for r in done if r["model"] == net_name(n, shared)} >= set(seeds):
             continue
-        new = run_net(n, seeds, epochs, train, test, progress=False)
+        new = run_net(n, seeds, epochs, train, test, progress=False, shared=shared)
         for r in new:
             common.append_partial(args.out, r)
         done += new
         acc = np.array([r["test_accuracy"] for r in new])
         spread = acc.std(ddof=1) if len(acc) > 1 else 0.0
-        print(f"Net-{n}: test accuracy {100 * acc.mean():.1f} ± {100 * spread:.1f} %", flush=True)
+        print(f"{net_name(n, shared)}: test accuracy {100 * acc.mean():.1f} ± {100 * spread:.1f} %", flush=True)
 
     rows = summarise(done)
     shared_best = min(r["test_accuracy"] for r in rows if r["method"] == "conv-shared")
@@ -278,7 +304,9 @@ def main(argv=None):
         "largest final training error over the seeds (LeCun trained every net to 0).\n\n"
         "`links` (connections incl. biases) are the parameters of the locally connected "
         "model and `free_params` those of the sharing transform's state; both equal the "
-        "paper's counts (`paper_links`, `paper_free`).\n\n"
+        "paper's counts (`paper_links`, `paper_free`). The `control: no sharing` rows are "
+        "ours, not LeCun's: Net-4's and Net-5's architectures with every link free, so the "
+        "difference to Net-4 / Net-5 is what the sharing does at a fixed architecture.\n\n"
         "## Comparison with the paper\n\n"
         "LeCun's 480 digits were drawn by hand and scored on a single split; `lecun89` is "
         "scikit-learn's 8x8 digits upsampled to 16x16, an easier set, so absolute numbers "

@@ -46,6 +46,16 @@ def test_links_and_free_parameters_are_the_papers(n):
     assert (link_count(transform.apply(state)), free_count(state)) == PAPER_COUNTS[n]
 
 
+@pytest.mark.parametrize("n, links", [(4, 2266), (5, 5194)])
+def test_sharing_control_keeps_the_architecture_and_frees_every_link(n, links):
+    assert counts(n, shared=False) == (links, links)
+    model, transform = lecun89_net(n, shared=False)
+    shared_model, _ = lecun89_net(n)
+    assert model == shared_model
+    params = model.init(jax.random.key(0), jnp.zeros((1,) + INPUT_SHAPE))["params"]
+    chex.assert_trees_all_equal(transform.apply(transform.init(jax.random.key(1), params)), params)
+
+
 def test_unshared_nets_use_the_identity_and_shared_nets_share_h1():
     for n in (1, 2, 3):
         _, transform, state = _random_state(n)

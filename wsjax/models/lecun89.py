@@ -87,14 +87,18 @@ class LocalNet(nn.Module):
         return nn.Dense(self.num_classes, name="out")(h.reshape((h.shape[0], -1)))
 
 
-def lecun89_net(n: int, num_classes: int = 10) -> tuple[nn.Module, Transform]:
+def lecun89_net(n: int, num_classes: int = 10, shared: bool = True) -> tuple[nn.Module, Transform]:
     """``(model, transform)`` of LeCun's Net-``n``; the transform is identity when unshared.
 
     Net-4 shares H1's 3x3 kernel within each of its 2 maps; Net-5 also shares H2's 5x5x2
     kernel within each of its 4 maps. Biases stay one per unit, as in the paper.
+    ``shared=False`` keeps the architecture and drops the sharing (free = links): the
+    control that isolates what sharing itself does.
     """
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= NUM_NETS:
         raise ValueError(f"LeCun 1989 has Net-1 .. Net-{NUM_NETS}, got n={n!r}")
+    if not shared:
+        return lecun89_net(n, num_classes)[0], identity()
     if n == 1:
         return Net1(num_classes), identity()
     if n == 2:
@@ -116,17 +120,17 @@ def free_count(state: SharedParams) -> int:
     return free_params(state)
 
 
-def init_net(n: int, key: jax.Array, num_classes: int = 10):
+def init_net(n: int, key: jax.Array, num_classes: int = 10, shared: bool = True):
     """``(model, transform, state)`` of Net-``n`` initialised on a 16x16x1 input."""
-    model, transform = lecun89_net(n, num_classes)
+    model, transform = lecun89_net(n, num_classes, shared)
     k_model, k_share = jax.random.split(key)
     params = model.init(k_model, jnp.zeros((1,) + INPUT_SHAPE))["params"]
     return model, transform, transform.init(k_share, params)
 
 
-def counts(n: int) -> tuple[int, int]:
+def counts(n: int, shared: bool = True) -> tuple[int, int]:
     """``(links, free)`` of Net-``n`` from its params and transform state (shapes only)."""
-    model, transform = lecun89_net(n)
+    model, transform = lecun89_net(n, shared=shared)
 
     def build(key):
         params = model.init(key, jnp.zeros((1,) + INPUT_SHAPE))["params"]
