@@ -228,12 +228,18 @@ def plot(rows: list[dict], path: str, note: str = "") -> None:
     free = [r["free_params"] for r in rows]
     mean = [100 * r["test_accuracy"] for r in rows]
     std = [100 * r["test_accuracy_std"] for r in rows]
-    ax.errorbar(free, mean, yerr=std, fmt="o", capsize=3, label="wsjax (mean ± std over splits)")
-    ax.plot([PAPER_FREE[n] for n in PAPER], list(PAPER.values()), "s", mfc="none",
+    for controls, style, label in ((False, {}, "wsjax (mean ± std over splits)"),
+                                   (True, {"mfc": "none"}, "wsjax, same net without sharing")):
+        pick = [i for i, r in enumerate(rows) if (r["method"] == method(4, False)) == controls]
+        if pick:
+            ax.errorbar([free[i] for i in pick], [mean[i] for i in pick], yerr=[std[i] for i in pick],
+                        fmt="o", color="C0", capsize=3, label=label, **style)
+    ax.plot([PAPER_FREE[n] for n in PAPER], list(PAPER.values()), "s", mfc="none", color="C1",
             label="LeCun 1989 (one split)")
     for r, f, m in zip(rows, free, mean):
         ax.annotate(r["model"], (f, m), textcoords="offset points", xytext=(6, -10), fontsize=8)
     ax.set_xscale("log")
+    ax.set_xlim(right=9000)  # room for the labels
     ax.set_xlabel("free parameters")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"LeCun 1989 nets on lecun89 (320 train / 160 test){note}", fontsize=10)
