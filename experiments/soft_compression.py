@@ -19,7 +19,8 @@ assignments frozen) whose centroids are fine-tuned for a few epochs before stori
 Hyperparameters (tau, epochs, pi_0) are chosen on a validation split (the last 5k training
 images; the dense net saw them, so it is a weak validation) — never on the test set.
 
-Run: ``python experiments/soft_compression.py [--quick] [--models lenet300100 lenet5]``.
+Run: ``python experiments/soft_compression.py [--quick]`` (both models; the quick run only
+LeNet-300-100). Finished runs are cached per (model, run) in the output folder.
 Paper (MNIST): LeNet-300-100 64x (error 1.89 -> 1.94%), LeNet-5-Caffe 162x (0.88 -> 0.97%).
 
 References: Ullrich, Meeds & Welling, `Soft Weight-Sharing for Neural Network Compression
@@ -243,7 +244,7 @@ def pi_zero_effect(rows, model="lenet5") -> str:
              and r["epochs"] == epochs and r["method"].endswith("fine-tune")}
 
     def cell(r):
-        before = r["drop_points"] - 100 * (r["accuracy_before_snap"] - r["test_accuracy"])
+        before = r["drop_points"] - 100 * (r["accuracy_before_snap"] - r["test_accuracy"])  # dense - before snap
         text = (f"pi_0 {r['pi_zero']:g}: {100 * r['nonzero_fraction']:.1f} % nonzero, {r['compression']:.1f}x, "
                 f"drop {before:.2f} points before the snap, {r['drop_points']:.2f} snapped")
         return text + (f", {tuned[r['pi_zero']]['drop_points']:.2f} fine-tuned" if r["pi_zero"] in tuned else "")
