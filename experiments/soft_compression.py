@@ -68,10 +68,10 @@ class Run(NamedTuple):
 #: The runs per model (each gives two rows). tau is Ullrich et al.'s loss weight (see
 #: soft_retrain); their 5e-3 left our Fashion-MNIST nets unclustered (90.0 % before the snap,
 #: 19.7 % after it, LeNet-300-100, 30 epochs), so the first candidates were larger, from a
-#: 10-epoch LeNet-300-100 sweep of 0.2 .. 2. The later LeNet-5 runs (8 or 20 epochs, smaller
-#: tau, lower pi_0) trade compression for accuracy, aiming at the 0.5-point budget.
+#: 10-epoch LeNet-300-100 sweep of 0.2 .. 2. The later runs (LeNet-5: 8 or 20 epochs, smaller
+#: tau; both: lower pi_0) trade compression for accuracy, aiming at the 0.5-point budget.
 RUNS = {
-    "lenet300100": (Run(0.5, 10), Run(1.0, 10), Run(2.0, 10)),
+    "lenet300100": (Run(0.5, 10), Run(1.0, 10), Run(2.0, 10), Run(1.0, 10, 0.99), Run(1.0, 10, 0.9)),
     "lenet5": (Run(0.5, 4), Run(1.0, 4), Run(0.1, 8), Run(0.2, 8), Run(0.1, 8, 0.99), Run(0.1, 8, 0.9),
                Run(0.1, 20, 0.9)),
 }
@@ -231,7 +231,7 @@ def _store_and_score(params, path, eval_fn, test, val, dense_acc, n):
     }
 
 
-def pi_zero_effect(rows, model="lenet5") -> str:
+def pi_zero_effect(rows, model) -> str:
     """A bullet comparing the runs of ``model`` that differ only in ``pi_0`` (same tau, epochs)."""
     groups = {}
     for r in rows:
@@ -271,6 +271,17 @@ def choose(rows):
     return picks
 
 
+DC_SWEEP = os.path.join(common.ROOT, "experiments", "results", "deep_compression", "sweep.json")
+
+
+def deep_compression_sweep(path=DC_SWEEP):
+    """The committed Deep Compression points (model, test_accuracy, compression, ...), or None."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def compare_with_deep_compression(rows, path=None):
     """Markdown: each soft row beside Deep Compression's best ratio at no lower test accuracy.
 
@@ -278,11 +289,10 @@ def compare_with_deep_compression(rows, path=None):
     level, accuracy of the model loaded from its file); the paper's claim is that soft
     sharing compresses more than Deep Compression at the same accuracy.
     """
-    path = path or os.path.join(common.ROOT, "experiments", "results", "deep_compression", "sweep.json")
-    if not os.path.exists(path):
+    path = path or DC_SWEEP
+    sweep = deep_compression_sweep(path)
+    if sweep is None:
         return "## Against Deep Compression\n\n(no Deep Compression sweep at " + path + ")\n"
-    with open(path) as f:
-        sweep = json.load(f)
     md = ["## Against Deep Compression (same model, same or better accuracy)\n",
           "Deep Compression points: `experiments/results/deep_compression/sweep.json` (test accuracy of "
           "the file-loaded model). For each soft row: Deep Compression's highest ratio among its points "
@@ -319,21 +329,24 @@ def compare_with_deep_compression(rows, path=None):
 def plot(rows, mixtures, out_dir):
     plt = common.plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for model in sorted({r["model"] for r in rows}):
+    sweep = deep_compression_sweep() or []
+    for color, model in zip(("C0", "C1"), sorted({r["model"] for r in rows})):
         dense = [r for r in rows if r["model"] == model and r["method"] == "dense"]
-        for label, suffix in (("snapped", ""), ("+ centroid fine-tune", " + centroid fine-tune")):
+        for label, tuned, mfc in (("soft, snapped", False, "none"), ("soft + centroid fine-tune", True, color)):
             pts = [(r["compression"], r["test_accuracy"]) for r in rows if r["model"] == model
-                   and r["method"].startswith("soft sharing") and r["method"].endswith(suffix)
-                   and (suffix or "fine-tune" not in r["method"])]
+                   and r["method"].startswith("soft sharing") and r["method"].endswith("fine-tune") == tuned]
             if pts:
-                axes[0].plot(*zip(*sorted(pts)), marker="o", label=f"{model} {label}")
+                axes[0].plot(*zip(*pts), "o", color=color, mfc=mfc, label=f"{model} {label}")
+        dc = sorted((p["compression"], p["test_accuracy"]) for p in sweep if p["model"] == model)
+        if dc:
+            axes[0].plot(*zip(*dc), "x-", color=color, lw=0.8, label=f"{model} Deep Compression sweep")
         if dense:
-            axes[0].axhline(dense[0]["test_accuracy"], ls=":", lw=0.8, color="gray")
+            axes[0].axhline(dense[0]["test_accuracy"], ls=":", lw=0.8, color=color)
     axes[0].set_xscale("log")
     axes[0].set_xlabel("compression (dense float32 bytes / file bytes)")
     axes[0].set_ylabel("test accuracy (loaded from file)")
     axes[0].grid(alpha=0.3)
-    axes[0].legend()
+    axes[0].legend(fontsize=7)
     if mixtures:
         (model_name, run), (mixture, soft, dense, label) = sorted(mixtures.items())[0]
         w0 = np.concatenate([np.ravel(v) for v in penalties.selected_leaves(dense, KERNELS).values()])
@@ -344,7 +357,7 @@ def plot(rows, mixtures, out_dir):
         for m in np.asarray(mixture.means):
             axes[1].axvline(m, color="k", lw=0.5)
         axes[1].set_xlabel(f"{model_name} kernel weight (vertical lines: learned means)")
-        axes[1].legend()
+        axes[1].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "soft_compression.png"), dpi=120)
     plt.close(fig)
@@ -385,7 +398,7 @@ def main(argv=None):
               f"centroids are retrained {FINETUNE_EPOCHS} epochs at Adam {FINETUNE_LR:g}. `codebook_max_abs_error` "
               "is how far the codebook starts from the snapped weights (float32 k-means rounding; in LeNet-5 "
               "tau 0.5 one Conv_1 weight 5.5e-4 from a neighbouring value joined it).\n")
-    md.append(pi_zero_effect(rows))
+    md += [pi_zero_effect(rows, m) for m in models]
     md.append("\nPer-layer byte accounting of each file: `<model>-tau<tau>-e<epochs>-pi<pi_0>.layers.md`. "
               "test_accuracy is the accuracy of the model loaded back from the file.\n")
     md.append("## Against Deep Compression\n\n(quick run: not compared with the full Deep Compression run)\n"
