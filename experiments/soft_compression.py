@@ -73,7 +73,7 @@ class Run(NamedTuple):
 RUNS = {
     "lenet300100": (Run(0.5, 10), Run(1.0, 10), Run(2.0, 10), Run(1.0, 10, 0.99), Run(1.0, 10, 0.9)),
     "lenet5": (Run(0.5, 4), Run(1.0, 4), Run(0.1, 8), Run(0.2, 8), Run(0.1, 8, 0.99), Run(0.1, 8, 0.9),
-               Run(0.1, 20, 0.9)),
+               Run(0.1, 20, 0.9), Run(0.5, 8, 0.9)),
 }
 QUICK_RUNS = (Run(0.1, 1),)
 #: Ullrich et al.'s learning rates (their tutorial) of the weights and mixture fields.
