@@ -45,6 +45,7 @@ PAPER_FREE = {1: 2570, 2: 3214, 3: 1226, 4: 1132, 5: 1060}
 #: Sharing controls: Net-4 and Net-5's architectures trained without the sharing transform
 #: (free = links), so "shared vs not" is compared at one architecture.
 CONTROLS = (4, 5)
+CONTROL_METHOD = "control: no sharing"
 CONTROL_ARCH = {4: "2 local 8x8(3x3) / local 4x4(5x5x2)", 5: "2 local 8x8(3x3) / 4 local 4x4(5x5x2)"}
 ARCH = {
     1: "256-10",
@@ -142,7 +143,7 @@ ENTRIES = tuple((n, True) for n in range(1, NUM_NETS + 1)) + tuple((n, False) fo
 def method(n: int, shared: bool) -> str:
     if n < 4:
         return "unshared"
-    return "conv-shared" if shared else "control: no sharing"
+    return "conv-shared" if shared else CONTROL_METHOD
 
 
 def summarise(per_seed: list[dict]) -> list[dict]:
@@ -230,7 +231,7 @@ def plot(rows: list[dict], path: str, note: str = "") -> None:
     std = [100 * r["test_accuracy_std"] for r in rows]
     for controls, style, label in ((False, {}, "wsjax (mean ± std over splits)"),
                                    (True, {"mfc": "none"}, "wsjax, same net without sharing")):
-        pick = [i for i, r in enumerate(rows) if (r["method"] == method(4, False)) == controls]
+        pick = [i for i, r in enumerate(rows) if (r["method"] == CONTROL_METHOD) == controls]
         if pick:
             ax.errorbar([free[i] for i in pick], [mean[i] for i in pick], yerr=[std[i] for i in pick],
                         fmt="o", color="C0", capsize=3, label=label, **style)

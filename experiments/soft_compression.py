@@ -106,29 +106,29 @@ def mixture_optimizer():
     )
 
 
-def soft_retrain(model, params, train, val, tau, epochs, seed, loop, progress=True, pi_zero=PI_ZERO):
+def soft_retrain(model, params, train, val, run: Run, seed, loop, progress=True):
     """Retrain ``params`` under the learned mixture prior; returns (params, mixture, history).
 
     The objective is Ullrich et al.'s ``mean cross-entropy + (tau / N) * (-log p(w) - log
-    p(mixture))`` with ``N`` the number of training images, so ``tau`` is their loss weight.
+    p(mixture))`` with ``N`` the number of training images, so ``run.tau`` is their loss weight.
     """
     loss_fn, eval_fn = classifier(lambda th, x: model.apply({"params": th}, x))
-    steps = epochs * (len(train[0]) // 100)
+    steps = run.epochs * (len(train[0]) // 100)
     sws = penalties.soft_weight_sharing(
-        strength=tau / len(train[0]),
+        strength=run.tau / len(train[0]),
         num_components=17,
         init=MIXTURE_INIT,
         include=KERNELS,
         zero_component=True,
-        pi_zero=pi_zero,
+        pi_zero=run.pi_zero,
         hyper_prior=penalties.HyperPrior(precision=PRECISION_PRIOR, zero_precision=ZERO_PRECISION_PRIOR),
         mixture_optimizer=mixture_optimizer(),
         init_std=INIT_STD,
     )
     tx = optax.chain(sws, optax.adam(optax.cosine_decay_schedule(WEIGHT_LR, steps, alpha=0.1)))
     result = fit(
-        loss_fn, params, tx, train, eval=val, eval_fn=eval_fn, epochs=epochs, batch_size=100,
-        seed=seed, loop=loop, progress=progress, desc=f"soft sharing tau={tau:g}",
+        loss_fn, params, tx, train, eval=val, eval_fn=eval_fn, epochs=run.epochs, batch_size=100,
+        seed=seed, loop=loop, progress=progress, desc=run.label(),
     )
     mixture = result.opt_state[0].mixture
     return result.theta, mixture, result.history
@@ -152,7 +152,6 @@ def compress(model_name, dataset, seed, quick, out_dir, progress=True):
     loop = common.LOOP[model_name] if jax.default_backend() == "cpu" else "auto"
     mixtures = {}
     for run in runs:
-        tau, epochs = run.tau, run.epochs
         stem = os.path.join(out_dir, run.stem(model_name))
         cached = stem + ".json"
         if os.path.exists(cached):  # resumable: one finished pair of rows per (model, run)
@@ -166,13 +165,12 @@ def compress(model_name, dataset, seed, quick, out_dir, progress=True):
             mixtures[(model_name, run)] = (mixture, snapped_file, dense, "snapped, from its file")
             continue
         t0 = time.perf_counter()
-        soft, mixture, history = soft_retrain(model, dense, train, val, tau, epochs, seed, loop, progress, run.pi_zero)
+        soft, mixture, history = soft_retrain(model, dense, train, val, run, seed, loop, progress)
         merged = penalties.merge_components(mixture, kl_threshold=1e-2)
         snapped, stats = penalties.snap_to_components(soft, merged, include=KERNELS)
         acc_soft = evaluate(eval_fn, soft, *test)["accuracy"]
         seconds = time.perf_counter() - t0
-        base = {"model": model_name, "free_params": n, "dense_bytes": 4 * n, "epochs": epochs,
-                "pi_zero": run.pi_zero, "tau": tau,
+        base = {"model": model_name, "free_params": n, "dense_bytes": 4 * n, **run._asdict(),
                 "accuracy_before_snap": acc_soft, "nonzero_fraction": stats.nonzero_fraction,
                 "components_after_merge": int(merged.means.shape[0])}
         path = stem + ".wsjax"

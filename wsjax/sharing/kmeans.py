@@ -1,16 +1,16 @@
 """Jitted 1-D k-means (Lloyd) for weight clustering, sort-based and O(k log n) per iteration.
 
-In one dimension the clusters of any set of ordered centroids are contiguous intervals of the
-sorted data, split at the midpoints between neighbouring centroids. So the data are sorted
-once (O(n log n), as int32 keys: faster to sort than floats; NumPy sorts them on CPU); compensated prefix
-sums of the weights ``w``, ``w x`` and ``w x^2`` turn every interval statistic (count, mean,
-cost) into two lookups; and one Lloyd iteration is ``k - 1`` binary searches of the midpoints
-in the sorted data plus ``O(k)`` arithmetic, independent of ``n``. Because iterations are this
-cheap, each one also tries an over-relaxed step and keeps it when it lowers the cost (1-D
-Lloyd otherwise creeps towards its fixed point), and the loop runs until the exact fixed
-point (the interval boundaries no longer move) or ``max_iter``. The final assignment of the
-data in their original order is one ``searchsorted`` of every value among the ``k - 1``
-midpoints (O(n log k)).
+In one dimension the clusters of any set of ordered centroids are contiguous intervals of
+the sorted data, split at the midpoints between neighbouring centroids. So the data are
+sorted once (O(n log n), as int32 keys: faster to sort than floats; NumPy sorts them on
+CPU); compensated prefix sums of the weights ``w``, ``w x`` and ``w x^2`` turn every
+interval statistic (count, mean, cost) into two lookups; and one Lloyd iteration is
+``k - 1`` binary searches of the midpoints in the sorted data plus ``O(k)`` arithmetic,
+independent of ``n``. Because iterations are this cheap, each one also tries an
+over-relaxed step and keeps it when it lowers the cost (1-D Lloyd otherwise creeps towards
+its fixed point), and the loop runs until the exact fixed point (the interval boundaries
+no longer move) or ``max_iter``. The final assignment of the data in their original order
+is one ``searchsorted`` of every value among the ``k - 1`` midpoints (O(n log k)).
 
 Centroid initialisations (Han et al. 2016, Sec. 3.2, compare the first three):
 
