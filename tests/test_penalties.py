@@ -476,3 +476,49 @@ def test_runs_inside_the_training_engine():
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert float(state.mixture.means[0]) == 0.0 and float(state.penalty) != 0.0
     chex.assert_tree_all_finite((result.theta, state))
+
+
+def test_soft_sharing_quantizes_a_pruned_net_without_reviving_pruned_weights():
+    """Composition with pruning: soft sharing chained with Adam and ``pruning.keep_pruned``.
+
+    Without ``keep_pruned`` the data gradient revives pruned weights; with it they stay exactly
+    zero through training, the survivors gather at the mixture's means, and the snap keeps
+    every pruned weight at zero (it can only prune more)."""
+    from wsjax import pruning
+
+    rng = np.random.default_rng(3)
+    clean = rng.choice([-1.0, 0.6], size=40) * (np.arange(40) % 2)  # every other true weight is 0
+    x = rng.standard_normal((15, 40)).astype(np.float32)  # under-determined: 20 survivors
+    y = x @ clean + 0.1 * rng.standard_normal(15)
+    masks = {"kernel": clean != 0}  # the pruning found the true zeros
+    params = {"kernel": _f32((clean + 0.3 * rng.standard_normal(40)) * masks["kernel"])}
+    loss = lambda p: 0.5 * jnp.mean((x @ p["kernel"] - y) ** 2)
+
+    def train(tx, steps=300):
+        def step(_, carry):
+            p, s = carry
+            u, s = tx.update(jax.grad(loss)(p), s, p)
+            return optax.apply_updates(p, u), s
+
+        return jax.jit(lambda p, s: jax.lax.fori_loop(0, steps, step, (p, s)))(params, tx.init(params))
+
+    def sws():
+        return P.soft_weight_sharing(3e-3, 3, init="kmeans", pi_zero=0.5, mixture_learning_rate=1e-2)
+
+    revived, _ = train(optax.chain(sws(), optax.adam(1e-2)))
+    kept, state = train(optax.chain(sws(), optax.adam(1e-2), pruning.keep_pruned(masks)))
+    plain, _ = train(optax.chain(optax.adam(1e-2), pruning.keep_pruned(masks)))
+    pruned = ~np.asarray(masks["kernel"])
+    assert np.all(np.asarray(revived["kernel"])[pruned] != 0.0)
+    assert np.all(np.asarray(kept["kernel"])[pruned] == 0.0)
+    assert np.all(np.asarray(plain["kernel"])[pruned] == 0.0)
+    mix = state[0].mixture
+
+    def spread(p):  # survivors' mean distance to the nearest learned mean
+        w = np.asarray(p["kernel"])[~pruned]
+        return float(np.mean(np.min(np.abs(w[:, None] - np.asarray(mix.means)), axis=1)))
+
+    assert spread(kept) < 0.2 * spread(plain), (spread(kept), spread(plain))
+    snapped, st = P.snap_to_components(kept, mix)
+    assert np.all(np.asarray(snapped["kernel"])[pruned] == 0.0)
+    assert st.num_nonzero <= int((~pruned).sum()) and st.distinct_values <= 3

@@ -256,3 +256,63 @@ class TestNeuronPruning:
             pruning.prune_neurons(model, params, 0.5, method="taylor")
         with pytest.raises(TypeError):
             pruning.prune_neurons(object(), params, 0.5)
+
+
+def test_keep_pruned_holds_pruned_weights_at_zero_under_a_penalty_and_adam():
+    """Chained after Adam and a weight penalty that pulls every weight (so pruned ones would
+    move), the pruned entries stay exactly 0.0 and the rest follow the plain chain."""
+    import chex
+
+    p = _params(3)
+    masks = pruning.sparsity_masks(p, {"kernel$": 0.7})
+    p = apply_masks(p, masks)
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(16, 20)), jnp.float32)
+    model = MLP((30, 10))
+
+    def loss(params):
+        return jnp.mean(jnp.square(model.apply({"params": params}, x) - 1.0))
+
+    base = optax.chain(optax.add_decayed_weights(0.1), optax.adam(1e-2))
+    kept = optax.chain(base, pruning.keep_pruned(masks))
+    s_base, s_kept = base.init(p), kept.init(p)
+    g = jax.grad(loss)(p)
+    u_base, _ = jax.jit(base.update)(g, s_base, p)
+    u_kept, _ = jax.jit(kept.update)(g, s_kept, p)
+    for path in ("Dense_0", "Dense_1"):
+        m = np.asarray(masks[path]["kernel"])
+        k_base, k_kept = np.asarray(u_base[path]["kernel"]), np.asarray(u_kept[path]["kernel"])
+        assert np.all(k_kept[~m] == 0.0) and np.any(k_base[~m] != 0.0)
+        np.testing.assert_array_equal(k_kept[m], k_base[m])
+    chex.assert_trees_all_equal(u_kept[path]["bias"], u_base[path]["bias"])
+
+    @jax.jit
+    def step(p, s):
+        u, s = kept.update(jax.grad(loss)(p), s, p)
+        return optax.apply_updates(p, u), s
+
+    q, s = p, s_kept
+    for _ in range(20):
+        q, s = step(q, s)
+    for path in ("Dense_0", "Dense_1"):
+        m = np.asarray(masks[path]["kernel"])
+        assert np.all(np.asarray(q[path]["kernel"])[~m] == 0.0)
+        assert np.all(np.asarray(q[path]["kernel"])[m] != np.asarray(p[path]["kernel"])[m])
+    # a pruned weight that is not zero yet is sent to zero by the first update
+    nonzero = jax.tree.map(lambda w: w + 0.5, p)
+    u, _ = kept.update(g, kept.init(nonzero), nonzero)
+    after = optax.apply_updates(nonzero, u)
+    m = np.asarray(masks["Dense_0"]["kernel"])
+    assert np.all(np.asarray(after["Dense_0"]["kernel"])[~m] == 0.0)
+
+
+def test_keep_pruned_rejects_bad_masks_and_missing_params():
+    p = _params(0)
+    with pytest.raises(ValueError, match="tree structure"):
+        pruning.keep_pruned({"Dense_0": None}).init(p)
+    masks = pruning.sparsity_masks(p, {"kernel$": 0.5})
+    bad = jax.tree.map(lambda m: None if m is None else m[:1], masks, is_leaf=lambda m: m is None)
+    with pytest.raises(ValueError, match="shape"):
+        pruning.keep_pruned(bad).init(p)
+    t = pruning.keep_pruned(masks)
+    with pytest.raises(ValueError, match="needs params"):
+        t.update(p, t.init(p))
