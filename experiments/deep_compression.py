@@ -85,6 +85,9 @@ QUICK_LENET5_TRAIN, QUICK_TEST = 2000, 2000
 VALIDATION = 5000
 BATCH = 100
 INIT_STUDY_BITS = tuple(range(2, 9))
+#: The bit-width study: the pruned net at this level of the trajectory, fully connected
+#: layers quantized to fewer bits than Han's 5 (conv layers keep 8).
+BITS_STUDY_SCALE, BITS_STUDY_FC = 2.0, (4, 3)
 INIT_STUDY_EPOCHS = 1
 NEURON_WIDTHS = ((150, 50), (100, 30), (60, 20))
 NEURON_EPOCHS = 5
@@ -168,9 +171,10 @@ def _kept_targets(model_name, scale):
     return {f"^{p}$": 1.0 - min(1.0, scale * k) for p, k in KEEP[model_name].items()}
 
 
-def _quantize_and_store(model, pruned, cfg, train, val, score, seed, loop, desc, file_path):
-    """Stages 3 and 4 for one pruned net: k-means, centroid retraining, the file, loaded back."""
-    t = quantize(r"kernel$", None, init="linear")
+def _quantize_and_store(model, pruned, cfg, train, val, score, seed, loop, desc, file_path, bits=None):
+    """Stages 3 and 4 for one pruned net: k-means, centroid retraining, the file, loaded back.
+    ``bits``: per-layer bit widths as ``quantize`` takes them (None: Han's 8 conv, 5 fc)."""
+    t = quantize(r"kernel$", bits, init="linear")
     st = t.init(jax.random.key(seed), pruned)
     before = score(jax.device_get(t.apply(st)))
     n_quant = cfg.get("quant_examples")
@@ -185,6 +189,49 @@ def _quantize_and_store(model, pruned, cfg, train, val, score, seed, loop, desc,
         fixed_bytes=fixed, file_bytes=stored, free_params=count_params(st.theta),
         bits=codebook_bits(st), seconds=seconds,
     )
+
+
+def _prune_level(model, model_name, cfg, i, params, masks, seconds, epochs, train, val, seed, loop, level_path):
+    """Level ``i`` of the pruning trajectory: prune ``params`` (already pruned to level
+    ``i - 1``, by ``masks``) to Han's fractions times ``cfg["levels"][i]``, retrain the
+    survivors through the mask, save the level's state. Returns (params, masks, seconds, epochs)
+    with the cumulative retraining seconds and epochs."""
+    scale = cfg["levels"][i]
+    masks = pruning.sparsity_masks(params, _kept_targets(model_name, scale), current=masks)
+    t = masked(masks)
+    st = t.init(jax.random.key(seed), params)
+    params, _, sec = common.retrain_through(model, t, st, train, val, cfg["prune_epochs"], cfg["prune_lr"],
+                                            seed + i, loop, f"{model_name} prune x{scale:g}", batch_size=BATCH)
+    seconds, epochs = seconds + sec, epochs + cfg["prune_epochs"]
+    _save_state(level_path, {"params": params, "masks": flatten_paths(masks), "seconds": seconds, "epochs": epochs})
+    return params, masks, seconds, epochs
+
+
+def pruned_net(model_name, dataset, seed, quick, scale, out_dir):
+    """``(params, masks)`` of the pruning trajectory at level ``scale`` (one of the config's
+    ``levels``), as :func:`compress` makes it: read from ``<out_dir>/state/`` where a level's
+    state is saved, otherwise pruned and retrained level by level from the dense net (and
+    saved). Other experiments start from these nets (``soft_compression``'s composition)."""
+    cfg = (QUICK if quick else FULL)[model_name]
+    if scale not in cfg["levels"]:
+        raise ValueError(f"{model_name}'s pruning levels are {cfg['levels']}, got scale {scale!r}")
+    model, dense = common.pretrained(model_name, dataset, seed, quick)
+    train, val, _ = _data(model_name, dataset, seed, quick)
+    state_dir = os.path.join(out_dir, "state")
+    os.makedirs(state_dir, exist_ok=True)
+    levels = cfg["levels"][: cfg["levels"].index(scale) + 1]
+    paths = [os.path.join(state_dir, f"{model_name}-scale{level:g}.msgpack") for level in levels]
+    params, masks, seconds, epochs = jax.device_get(dense), None, 0.0, 0
+    saved_level = max((i for i, p in enumerate(paths) if os.path.exists(p)), default=-1)
+    if saved_level >= 0:  # resume from the deepest level already saved
+        saved = _load_state(paths[saved_level])
+        params = serialization.from_state_dict(dense, saved["params"])
+        masks = _full_masks(params, saved["masks"])
+        seconds, epochs = float(saved["seconds"]), int(saved["epochs"])
+    for i in range(saved_level + 1, len(levels)):
+        params, masks, seconds, epochs = _prune_level(model, model_name, cfg, i, params, masks, seconds, epochs,
+                                                      train, val, seed, _loop(model_name), paths[i])
+    return params, masks
 
 
 def compress(model_name, dataset, seed, quick, out_dir):
@@ -224,15 +271,8 @@ def compress(model_name, dataset, seed, quick, out_dir):
             params, seconds, epochs = saved["params"], float(saved["seconds"]), int(saved["epochs"])
             masks = _full_masks(params, saved["masks"])
         else:
-            masks = pruning.sparsity_masks(params, _kept_targets(model_name, scale), current=masks)
-            t = masked(masks)
-            st = t.init(jax.random.key(seed), params)
-            params, _, sec = common.retrain_through(model, t, st, train, val, cfg["prune_epochs"], cfg["prune_lr"],
-                                                    seed + i, loop, f"{model_name} prune x{scale:g}", batch_size=BATCH)
-            seconds += sec
-            epochs += cfg["prune_epochs"]
-            _save_state(level_path, {"params": params, "masks": flatten_paths(masks),
-                                     "seconds": seconds, "epochs": epochs})
+            params, masks, seconds, epochs = _prune_level(model, model_name, cfg, i, params, masks, seconds, epochs,
+                                                          train, val, seed, loop, level_path)
         if (model_name, scale) in done:
             row = done[(model_name, scale)]
             if scale == 1.0:
@@ -330,6 +370,49 @@ def init_study(pruned, dataset, seed, quick, out_dir):
             common.append_partial(out_dir, row, name)
             print(f"  init {init:8s} {bits} bits: {before:.4f} -> {row.get('test_accuracy', float('nan')):.4f}",
                   flush=True)
+            rows.append(row)
+    return rows
+
+
+def bits_study(dataset, seed, quick, out_dir):
+    """Han's pipeline with fewer fully connected bits (4, 3) on one pruned net per model.
+
+    The sweep quantizes with Han's widths (8 conv, 5 fc); this asks how much of the ratio a
+    smaller codebook buys at the same sparsity, the baseline that soft weight-sharing's
+    16-value codebook (``experiments/soft_compression.py``) is compared with.
+    """
+    scale = 1.0 if quick else BITS_STUDY_SCALE
+    models, fc_bits = (("lenet300100",), BITS_STUDY_FC[:1]) if quick else (MODELS, BITS_STUDY_FC)
+    name = "bits_study.jsonl"
+    done = {(r["model"], r["fc_bits"]): r for r in common.load_partial(out_dir, name)}
+    rows = []
+    for model_name in models:
+        if all((model_name, b) in done for b in fc_bits):
+            rows += [done[(model_name, b)] for b in fc_bits]
+            continue
+        cfg = (QUICK if quick else FULL)[model_name]
+        model, dense = common.pretrained(model_name, dataset, seed, quick)
+        train, val, test = _data(model_name, dataset, seed, quick)
+        score = Scorer(model, val, test)
+        dense_acc = score(jax.device_get(dense))
+        pruned, _ = pruned_net(model_name, dataset, seed, quick, scale, out_dir)
+        for b in fc_bits:
+            if (model_name, b) in done:
+                rows.append(done[(model_name, b)])
+                continue
+            file_path = os.path.join(out_dir, f"{model_name}-scale{scale:g}-fc{b}bits.wsjax")
+            q = _quantize_and_store(model, pruned, cfg, train, val, score, seed, _loop(model_name),
+                                    f"{model_name} x{scale:g} fc {b} bits", file_path,
+                                    bits=lambda path, leaf, b=b: 8 if leaf.ndim == 4 else b)
+            n = count_params(pruned)
+            row = {"model": model_name, "scale": scale, "fc_bits": b, "conv_bits": 8, "bits": q["bits"],
+                   "pruned_accuracy": score(pruned), "test_accuracy": q["file_accuracy"],
+                   "in_memory_accuracy": q["in_memory_accuracy"], "val_accuracy": q["val_accuracy"],
+                   "stored_bytes": q["file_bytes"], "compression": 4 * n / q["file_bytes"],
+                   "drop_points": 100 * (dense_acc - q["file_accuracy"]), "file": os.path.basename(file_path)}
+            common.append_partial(out_dir, row, name)
+            print(f"  {model_name} x{scale:g}, fc {b} bits: file {row['test_accuracy']:.4f} "
+                  f"({row['drop_points']:+.2f} pts), {row['compression']:.1f}x", flush=True)
             rows.append(row)
     return rows
 
@@ -470,7 +553,7 @@ def target_analysis(rows, sweep):
     return md
 
 
-def summary_md(rows, sweep, reports, init_rows, neuron_rows, quick):
+def summary_md(rows, sweep, reports, init_rows, neuron_rows, quick, bits_rows=()):
     md = target_analysis(rows, sweep)
     for model, report in reports.items():
         md.append(f"## Per-layer storage: {model} at Han's sparsity (`{model}.wsjax`)\n")
@@ -491,6 +574,21 @@ def summary_md(rows, sweep, reports, init_rows, neuron_rows, quick):
                 cells.append("" if r is None else f"{after} ({_fmt_pct(r['accuracy_before_retraining'])})")
             if any(cells):
                 md.append(f"| {init} | " + " | ".join(cells) + " |")
+        md.append("")
+    if bits_rows:
+        md.append("## Fewer bits at the same sparsity\n")
+        md.append("The pruned net of one trajectory level quantized with Han's widths (the sweep's point) "
+                  "and with fewer bits in the fully connected layers (conv layers keep 8); accuracy of the "
+                  "model loaded from each file.\n")
+        md.append("| model | level | fc bits | test acc | drop (points) | stored bytes | compression |")
+        md.append("|---|---|---|---|---|---|---|")
+        for r in bits_rows:
+            han = next((p for p in sweep if p["model"] == r["model"] and p["scale"] == r["scale"]), None)
+            if han is not None and r is next(x for x in bits_rows if x["model"] == r["model"]):
+                md.append(f"| {r['model']} | x{r['scale']:g} | 5 (Han) | {_fmt_pct(han['test_accuracy'])} | "
+                          f"{han['drop_points']:.2f} | {han['stored_bytes']:,} | {han['compression']:.1f}x |")
+            md.append(f"| {r['model']} | x{r['scale']:g} | {r['fc_bits']} | {_fmt_pct(r['test_accuracy'])} | "
+                      f"{r['drop_points']:.2f} | {r['stored_bytes']:,} | {r['compression']:.1f}x |")
         md.append("")
     if neuron_rows:
         md.append("## Structured neuron pruning of LeNet-300-100\n")
@@ -524,11 +622,14 @@ def main(argv=None):
         pruned_by_model[m] = pruned
     print(f"== centroid initialisation study [{time.perf_counter() - t_start:.1f} s]", flush=True)
     init_rows = init_study(pruned_by_model["lenet300100"], args.dataset, args.seed, args.quick, args.out)
+    print(f"== bit-width study [{time.perf_counter() - t_start:.1f} s]", flush=True)
+    bits_rows = bits_study(args.dataset, args.seed, args.quick, args.out)
     print(f"== structured neuron pruning [{time.perf_counter() - t_start:.1f} s]", flush=True)
     neuron_rows = neuron_study(args.dataset, args.seed, args.quick, args.out)
-    extra = summary_md(rows, sweep, reports, init_rows, neuron_rows, args.quick)
+    extra = summary_md(rows, sweep, reports, init_rows, neuron_rows, args.quick, bits_rows)
     plot(rows, sweep, init_rows, args.out)
-    for name, data in (("sweep.json", sweep), ("init_study.json", init_rows), ("neuron_pruning.json", neuron_rows)):
+    for name, data in (("sweep.json", sweep), ("init_study.json", init_rows), ("neuron_pruning.json", neuron_rows),
+                       ("bits_study.json", bits_rows)):
         with open(os.path.join(args.out, name), "w") as f:
             json.dump(data, f, indent=1)
     table = common.write_results(args.out, NAME, args.dataset, args.quick, rows, extra_md=extra, columns=COLUMNS)
