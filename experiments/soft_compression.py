@@ -16,6 +16,11 @@ Each run also gets a second row, a composition that is *not* Ullrich's recipe: t
 values become per-layer codebooks (Deep Compression's trained quantization, zeros and
 assignments frozen) whose centroids are fine-tuned for a few epochs before storing.
 
+Runs with a ``prune_scale`` are a second composition: the soft retraining starts from Deep
+Compression's pruned net (``experiments/deep_compression.py``, one level of its pruning
+trajectory) and keeps the pruned weights at zero, so the mixture prior quantizes the
+surviving weights in place of Deep Compression's k-means.
+
 Hyperparameters (tau, epochs, pi_0) are chosen on a validation split (the last 5k training
 images; the dense net saw them, so it is a weak validation) — never on the test set.
 
@@ -35,12 +40,13 @@ import time
 from typing import NamedTuple
 
 import common
+import deep_compression
 import jax
 import numpy as np
 import optax
 from flax import serialization
 
-from wsjax import penalties, storage
+from wsjax import penalties, pruning, storage
 from wsjax.sharing import count_params
 from wsjax.sharing.codebook import quantize
 from wsjax.train import classifier, evaluate, fit
@@ -48,21 +54,37 @@ from wsjax.train import classifier, evaluate, fit
 KERNELS = r"kernel"
 PAPER = {"lenet300100": (64.0, "1.89 -> 1.94 % error"), "lenet5": (162.0, "0.88 -> 0.97 % error")}
 PI_ZERO = 0.999  #: Ullrich et al.'s pi_0, the zero component's fixed mixing weight
+#: Ullrich et al.'s learning rates (their tutorial) of the weights and mixture fields.
+WEIGHT_LR = 5e-4
+MIXTURE_LR = {"means": 1e-4, "log_vars": 3e-3, "logits": 3e-3}
 
 
 class Run(NamedTuple):
-    """One soft retraining: loss weight ``tau``, epochs, and the zero component's ``pi_zero``."""
+    """One soft retraining: loss weight ``tau``, epochs, the zero component's ``pi_zero`` and
+    the weights' peak Adam rate ``weight_lr``.
+
+    ``prune_scale`` set: a composition, not Ullrich's recipe. The retraining starts from Deep
+    Compression's pruned net at that level of its pruning trajectory (Han's kept fractions
+    times the scale; magnitude pruning with masked retraining, ``deep_compression.pruned_net``)
+    and keeps its pruned weights at zero, so soft sharing only quantizes the survivors.
+    """
 
     tau: float
     epochs: int
     pi_zero: float = PI_ZERO
+    prune_scale: float | None = None
+    weight_lr: float = WEIGHT_LR
 
     def stem(self, model_name: str) -> str:
         """File stem of this run's results, e.g. ``lenet5-tau0.5-e4-pi0.999``."""
-        return f"{model_name}-tau{self.tau:g}-e{self.epochs}-pi{self.pi_zero:g}"
+        start = "" if self.prune_scale is None else f"-dcx{self.prune_scale:g}"
+        lr = "" if self.weight_lr == WEIGHT_LR else f"-lr{self.weight_lr:g}"
+        return f"{model_name}{start}-tau{self.tau:g}-e{self.epochs}-pi{self.pi_zero:g}{lr}"
 
     def label(self) -> str:
-        return f"soft sharing tau={self.tau:g}, {self.epochs} ep, pi_0={self.pi_zero:g}"
+        start = "" if self.prune_scale is None else f"DC pruning x{self.prune_scale:g} + "
+        lr = "" if self.weight_lr == WEIGHT_LR else f", lr {self.weight_lr:g}"
+        return f"{start}soft sharing tau={self.tau:g}, {self.epochs} ep, pi_0={self.pi_zero:g}{lr}"
 
 
 #: The runs per model (each gives two rows). tau is Ullrich et al.'s loss weight (see
@@ -70,15 +92,17 @@ class Run(NamedTuple):
 #: 19.7 % after it, LeNet-300-100, 30 epochs), so the first candidates were larger, from a
 #: 10-epoch LeNet-300-100 sweep of 0.2 .. 2. The later runs (LeNet-5: 8 or 20 epochs, smaller
 #: tau; both: lower pi_0) trade compression for accuracy, aiming at the 0.5-point budget.
+#: Runs with a ``prune_scale`` start from Deep Compression's pruned net (see ``Run``); the
+#: trajectory's level 2 is the one whose Deep Compression file is within 0.5 points of dense.
 RUNS = {
-    "lenet300100": (Run(0.5, 10), Run(1.0, 10), Run(2.0, 10), Run(1.0, 10, 0.99), Run(1.0, 10, 0.9)),
+    "lenet300100": (Run(0.5, 10), Run(1.0, 10), Run(2.0, 10), Run(1.0, 10, 0.99), Run(1.0, 10, 0.9),
+                    Run(1.0, 10, 0.9, 2.0), Run(0.3, 10, 0.9, 2.0), Run(0.1, 10, 0.9, 2.0),
+                    Run(0.3, 10, 0.9, 2.0, 1e-4), Run(1.0, 10, 0.9, 2.0, 1e-4)),
     "lenet5": (Run(0.5, 4), Run(1.0, 4), Run(0.1, 8), Run(0.2, 8), Run(0.1, 8, 0.99), Run(0.1, 8, 0.9),
-               Run(0.1, 20, 0.9), Run(0.5, 8, 0.9)),
+               Run(0.1, 20, 0.9), Run(0.5, 8, 0.9), Run(0.1, 6, 0.9, 2.0),
+               Run(0.1, 6, 0.9, 3.0)),
 }
 QUICK_RUNS = (Run(0.1, 1),)
-#: Ullrich et al.'s learning rates (their tutorial) of the weights and mixture fields.
-WEIGHT_LR = 5e-4
-MIXTURE_LR = {"means": 1e-4, "log_vars": 3e-3, "logits": 3e-3}
 INIT_STD = 0.02
 #: Gamma hyper-priors on the precisions 1/sigma^2 (Ullrich et al.'s values; modes at sigma ~ 0.02).
 PRECISION_PRIOR = penalties.Gamma(alpha=250.0, beta=0.1)
@@ -106,11 +130,12 @@ def mixture_optimizer():
     )
 
 
-def soft_retrain(model, params, train, val, run: Run, seed, loop, progress=True):
+def soft_retrain(model, params, train, val, run: Run, seed, loop, progress=True, masks=None):
     """Retrain ``params`` under the learned mixture prior; returns (params, mixture, history).
 
     The objective is Ullrich et al.'s ``mean cross-entropy + (tau / N) * (-log p(w) - log
     p(mixture))`` with ``N`` the number of training images, so ``run.tau`` is their loss weight.
+    ``masks`` (a pruned net's): its pruned weights stay exactly zero (``pruning.keep_pruned``).
     """
     loss_fn, eval_fn = classifier(lambda th, x: model.apply({"params": th}, x))
     steps = run.epochs * (len(train[0]) // 100)
@@ -125,7 +150,8 @@ def soft_retrain(model, params, train, val, run: Run, seed, loop, progress=True)
         mixture_optimizer=mixture_optimizer(),
         init_std=INIT_STD,
     )
-    tx = optax.chain(sws, optax.adam(optax.cosine_decay_schedule(WEIGHT_LR, steps, alpha=0.1)))
+    keep = () if masks is None else (pruning.keep_pruned(masks),)
+    tx = optax.chain(sws, optax.adam(optax.cosine_decay_schedule(run.weight_lr, steps, alpha=0.1)), *keep)
     result = fit(
         loss_fn, params, tx, train, eval=val, eval_fn=eval_fn, epochs=run.epochs, batch_size=100,
         seed=seed, loop=loop, progress=progress, desc=run.label(),
@@ -164,15 +190,19 @@ def compress(model_name, dataset, seed, quick, out_dir, progress=True):
             rows += cached_rows
             mixtures[(model_name, run)] = (mixture, snapped_file, dense, "snapped, from its file")
             continue
+        start, masks, extra = dense, None, {}
+        if run.prune_scale is not None:  # its pruning time is Deep Compression's, not counted here
+            start, masks = deep_compression.pruned_net(model_name, dataset, seed, quick, run.prune_scale, DC_OUT)
+            extra = {"pruned_accuracy": evaluate(eval_fn, start, *test)["accuracy"]}
         t0 = time.perf_counter()
-        soft, mixture, history = soft_retrain(model, dense, train, val, run, seed, loop, progress)
+        soft, mixture, history = soft_retrain(model, start, train, val, run, seed, loop, progress, masks=masks)
         merged = penalties.merge_components(mixture, kl_threshold=1e-2)
         snapped, stats = penalties.snap_to_components(soft, merged, include=KERNELS)
         acc_soft = evaluate(eval_fn, soft, *test)["accuracy"]
         seconds = time.perf_counter() - t0
         base = {"model": model_name, "free_params": n, "dense_bytes": 4 * n, **run._asdict(),
                 "accuracy_before_snap": acc_soft, "nonzero_fraction": stats.nonzero_fraction,
-                "components_after_merge": int(merged.means.shape[0])}
+                "components_after_merge": int(merged.means.shape[0]), **extra}
         path = stem + ".wsjax"
         row = {**base, "method": run.label(), "seconds": seconds,
                "distinct_values": stats.distinct_values, **_store_and_score(snapped, path, eval_fn, test, val, dense_acc, n)}
@@ -233,13 +263,14 @@ def pi_zero_effect(rows, model) -> str:
     """A bullet comparing the runs of ``model`` that differ only in ``pi_0`` (same tau, epochs)."""
     groups = {}
     for r in rows:
-        if r["model"] == model and "pi_zero" in r and not r["method"].endswith("fine-tune"):
+        if (r["model"] == model and "pi_zero" in r and r.get("prune_scale") is None
+                and not r["method"].endswith("fine-tune")):
             groups.setdefault((r["tau"], r["epochs"]), []).append(r)
     (tau, epochs), snapped = max(groups.items(), key=lambda kv: len(kv[1]), default=((None, None), []))
     if len(snapped) < 2:
         return ""
     tuned = {r["pi_zero"]: r for r in rows if r["model"] == model and r.get("tau") == tau
-             and r["epochs"] == epochs and r["method"].endswith("fine-tune")}
+             and r["epochs"] == epochs and r.get("prune_scale") is None and r["method"].endswith("fine-tune")}
 
     def cell(r):
         before = r["drop_points"] - 100 * (r["accuracy_before_snap"] - r["test_accuracy"])  # dense - before snap
@@ -269,15 +300,28 @@ def choose(rows):
     return picks
 
 
-DC_SWEEP = os.path.join(common.ROOT, "experiments", "results", "deep_compression", "sweep.json")
+DC_OUT = os.path.join(common.ROOT, "experiments", "results", "deep_compression")
+DC_SWEEP = os.path.join(DC_OUT, "sweep.json")
 
 
 def deep_compression_sweep(path=DC_SWEEP):
-    """The committed Deep Compression points (model, test_accuracy, compression, ...), or None."""
+    """The committed Deep Compression points (model, test_accuracy, compression, ...), or None:
+    the sweep over pruning levels (Han's bit widths) and, where it was run, the bit-width study
+    beside it (``bits_study.json``, points with an ``fc_bits`` key)."""
     if not os.path.exists(path):
         return None
     with open(path) as f:
-        return json.load(f)
+        points = json.load(f)
+    bits_path = os.path.join(os.path.dirname(path), "bits_study.json")
+    if os.path.exists(bits_path):
+        with open(bits_path) as f:
+            points += json.load(f)
+    return points
+
+
+def _dc_point(p) -> str:
+    bits = f", fc {p['fc_bits']} bits" if "fc_bits" in p else ""
+    return f"{100 * p['test_accuracy']:.2f} %, {p['compression']:.1f}x{bits}"
 
 
 def compare_with_deep_compression(rows, path=None):
@@ -292,9 +336,9 @@ def compare_with_deep_compression(rows, path=None):
     if sweep is None:
         return "## Against Deep Compression\n\n(no Deep Compression sweep at " + path + ")\n"
     md = ["## Against Deep Compression (same model, same or better accuracy)\n",
-          "Deep Compression points: `experiments/results/deep_compression/sweep.json` (test accuracy of "
-          "the file-loaded model). For each soft row: Deep Compression's highest ratio among its points "
-          "with test accuracy >= the soft row's.\n",
+          "Deep Compression points: `experiments/results/deep_compression/sweep.json` and its bit-width "
+          "study `bits_study.json` (test accuracy of the file-loaded model). For each soft row: Deep "
+          "Compression's highest ratio among its points with test accuracy >= the soft row's.\n",
           "| model | soft method | soft acc | soft ratio | DC best ratio at >= that acc | DC point (acc, ratio) | verdict |",
           "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -307,7 +351,7 @@ def compare_with_deep_compression(rows, path=None):
             top = max(beaten, key=lambda p: p["test_accuracy"])
             md.append(f"| {r['model']} | {r['method']} | {100 * r['test_accuracy']:.2f} | {r['compression']:.1f}x | "
                       f"{max((p['compression'] for p in pts), default=float('nan')):.1f}x | "
-                      f"{100 * top['test_accuracy']:.2f} %, {top['compression']:.1f}x | "
+                      f"{_dc_point(top)} | "
                       "soft (as accurate or more, and smaller than this DC point) |")
             continue
         if not pts:
@@ -320,8 +364,58 @@ def compare_with_deep_compression(rows, path=None):
         winner = ("Deep Compression (as accurate or more, and smaller)" if best["compression"] >= r["compression"]
                   else "neither: DC more accurate, soft smaller")
         md.append(f"| {r['model']} | {r['method']} | {100 * r['test_accuracy']:.2f} | {r['compression']:.1f}x | "
-                  f"{best['compression']:.1f}x | {100 * best['test_accuracy']:.2f} %, {best['compression']:.1f}x | {winner} |")
+                  f"{best['compression']:.1f}x | {_dc_point(best)} | {winner} |")
     return "\n".join(md) + "\n"
+
+
+def budget_summary(rows, path=None, budget=0.5) -> str:
+    """Per model, the highest ratio within ``budget`` points of dense on the test set: Ullrich's
+    recipe (with or without the centroid fine-tune), the pruned-start composition, and Deep
+    Compression (its sweep and bit-width study). Test-set selection, like Deep Compression's."""
+    sweep = deep_compression_sweep(path or DC_SWEEP) or []
+    md = [f"## At the {budget:g}-point budget (test accuracy, single seed)\n",
+          "| model | soft sharing (Ullrich, + fine-tune) | DC pruning + soft sharing | Deep Compression | paper (MNIST) |",
+          "|---|---|---|---|---|"]
+
+    def best(points):
+        ok = [p for p in points if p["drop_points"] <= budget + 1e-9]
+        if not ok:
+            return "none"
+        p = max(ok, key=lambda p: p["compression"])
+        return f"{p['compression']:.1f}x ({100 * p['test_accuracy']:.2f} %, drop {p['drop_points']:.2f})"
+
+    for model in sorted({r["model"] for r in rows}):
+        soft = [r for r in rows if r["model"] == model and r["method"] != "dense"]
+        md.append(f"| {model} | {best([r for r in soft if r.get('prune_scale') is None])} | "
+                  f"{best([r for r in soft if r.get('prune_scale') is not None])} | "
+                  f"{best([p for p in sweep if p['model'] == model])} | {PAPER[model][0]:g}x |")
+    md.append("\nOne point is 100 of the 10,000 test images and every row is one seed, so accuracy "
+              "differences of a few hundredths of a point are noise; the ratios are exact.")
+    return "\n".join(md) + "\n"
+
+
+def same_start_comparison(rows, path=None) -> str:
+    """A table per pruned start: Deep Compression's k-means of that pruned net (the sweep point
+    at its level, and the bit-width study's) beside the ``DC pruning xS + soft sharing`` rows
+    that quantize the same surviving weights."""
+    sweep = deep_compression_sweep(path or DC_SWEEP) or []
+    starts = sorted({(r["model"], r["prune_scale"]) for r in rows if r.get("prune_scale") is not None})
+    md = []
+    for model, scale in starts:
+        same = sorted((p for p in sweep if p["model"] == model and p["scale"] == scale),
+                      key=lambda p: -p.get("fc_bits", 5))
+        if not same:
+            continue
+        md += [f"\n**{model}, pruned at level x{scale:g}** ({100 * same[0]['pruned_accuracy']:.2f} % before "
+               "quantization; conv layers at 8 bits in Deep Compression):\n",
+               "| quantizer | test acc | drop (points) | compression |", "|---|---|---|---|"]
+        md += [f"| Deep Compression k-means, fc {p.get('fc_bits', 5)} bits | {100 * p['test_accuracy']:.2f} | "
+               f"{p['drop_points']:.2f} | {p['compression']:.1f}x |" for p in same]
+        md += [f"| {r['method']} | {100 * r['test_accuracy']:.2f} | {r['drop_points']:.2f} | {r['compression']:.1f}x |"
+               for r in rows if r["model"] == model and r.get("prune_scale") == scale]
+    if not md:
+        return ""
+    return "\n## Same pruned net, two quantizers\n" + "\n".join(md) + "\n"
 
 
 def plot(rows, mixtures, out_dir):
@@ -330,14 +424,20 @@ def plot(rows, mixtures, out_dir):
     sweep = deep_compression_sweep() or []
     for color, model in zip(("C0", "C1"), sorted({r["model"] for r in rows})):
         dense = [r for r in rows if r["model"] == model and r["method"] == "dense"]
-        for label, tuned, mfc in (("soft, snapped", False, "none"), ("soft + centroid fine-tune", True, color)):
-            pts = [(r["compression"], r["test_accuracy"]) for r in rows if r["model"] == model
-                   and r["method"].startswith("soft sharing") and r["method"].endswith("fine-tune") == tuned]
-            if pts:
-                axes[0].plot(*zip(*pts), "o", color=color, mfc=mfc, label=f"{model} {label}")
-        dc = sorted((p["compression"], p["test_accuracy"]) for p in sweep if p["model"] == model)
+        for label, prefix, marker in (("soft", "soft sharing", "o"), ("DC pruning + soft", "DC pruning", "s")):
+            for state, tuned, mfc in (("snapped", False, "none"), ("+ centroid fine-tune", True, color)):
+                pts = [(r["compression"], r["test_accuracy"]) for r in rows if r["model"] == model
+                       and r["method"].startswith(prefix) and r["method"].endswith("fine-tune") == tuned]
+                if pts:
+                    axes[0].plot(*zip(*pts), marker, color=color, mfc=mfc, label=f"{model} {label}, {state}")
+        dc = sorted((p["compression"], p["test_accuracy"]) for p in sweep if p["model"] == model and "fc_bits" not in p)
         if dc:
             axes[0].plot(*zip(*dc), "x-", color=color, lw=0.8, label=f"{model} Deep Compression sweep")
+        fewer = [p for p in sweep if p["model"] == model and "fc_bits" in p]
+        if fewer:
+            bits = " / ".join(str(b) for b in sorted({p["fc_bits"] for p in fewer}, reverse=True))
+            axes[0].plot([p["compression"] for p in fewer], [p["test_accuracy"] for p in fewer], "+", ms=9,
+                         color=color, label=f"{model} Deep Compression, fc {bits} bits")
         if dense:
             axes[0].axhline(dense[0]["test_accuracy"], ls=":", lw=0.8, color=color)
     axes[0].set_xscale("log")
@@ -346,7 +446,8 @@ def plot(rows, mixtures, out_dir):
     axes[0].grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     if mixtures:
-        (model_name, run), (mixture, soft, dense, label) = sorted(mixtures.items())[0]
+        (model_name, run), (mixture, soft, dense, label) = min(
+            mixtures.items(), key=lambda kv: (kv[0][0], kv[0][1].prune_scale is not None, kv[0][1].stem(kv[0][0])))
         w0 = np.concatenate([np.ravel(v) for v in penalties.selected_leaves(dense, KERNELS).values()])
         w1 = np.concatenate([np.ravel(v) for v in penalties.selected_leaves(soft, KERNELS).values()])
         bins = np.linspace(min(w0.min(), w1.min()), max(w0.max(), w1.max()), 200)
@@ -383,7 +484,7 @@ def main(argv=None):
                       f"{pk['drop_points']:.2f} | {pk['compression']:.1f}x | {paper[0]:g}x, {paper[1]} |")
     md.append("\n## Recipe and where it departs from Ullrich et al.\n\n"
               "Retraining: the epochs, tau and pi_0 in each row's method, "
-              f"weights Adam {WEIGHT_LR:g} (cosine decay), mixture Adam per field {MIXTURE_LR}, "
+              f"weights Adam {WEIGHT_LR:g} (cosine decay) unless the method names its lr, mixture Adam per field {MIXTURE_LR}, "
               f"17 components, means from k-means of the trained weights (`MIXTURE_INIT = {MIXTURE_INIT!r}`); "
               "the objective is mean cross-entropy + (tau / N) (-log p(w) - log p(mixture)).\n\n"
               "- tau: Ullrich's 5e-3 (30 epochs, LeNet-300-100) kept 90.0 % before the snap but only 19.7 % "
@@ -395,12 +496,19 @@ def main(argv=None):
               "per-layer codebooks (Deep Compression's trained quantization; zeros and assignments frozen) and the "
               f"centroids are retrained {FINETUNE_EPOCHS} epochs at Adam {FINETUNE_LR:g}. `codebook_max_abs_error` "
               "is how far the codebook starts from the snapped weights (float32 k-means rounding; in LeNet-5 "
-              "tau 0.5 one Conv_1 weight 5.5e-4 from a neighbouring value joined it).\n")
+              "tau 0.5 one Conv_1 weight 5.5e-4 from a neighbouring value joined it).\n"
+              "- `DC pruning xS + soft sharing` rows are a second composition: the retraining starts from "
+              "`experiments/deep_compression.py`'s pruned net at level S of its pruning trajectory (Han's kept "
+              "fractions times S, magnitude pruning with masked retraining; `pruned_accuracy` is that net's test "
+              "accuracy) and keeps its pruned weights at exactly zero (`wsjax.pruning.keep_pruned`), so the "
+              "mixture prior only quantizes the surviving weights (and may prune a few more). Deep Compression "
+              "quantizes the same net with per-layer k-means (5 bits fc, 8 bits conv) and centroid retraining.\n")
     md += [pi_zero_effect(rows, m) for m in models]
-    md.append("\nPer-layer byte accounting of each file: `<model>-tau<tau>-e<epochs>-pi<pi_0>.layers.md`. "
+    md.append("\nPer-layer byte accounting of each file: `<file stem>.layers.md` (the stem names the model, "
+              "`dcx<S>` for a pruned start, tau, epochs, pi_0 and a non-default lr). "
               "test_accuracy is the accuracy of the model loaded back from the file.\n")
     md.append("## Against Deep Compression\n\n(quick run: not compared with the full Deep Compression run)\n"
-              if p_args.quick else compare_with_deep_compression(rows))
+              if p_args.quick else budget_summary(rows) + "\n" + compare_with_deep_compression(rows) + same_start_comparison(rows))
     plot(rows, mixtures, p_args.out)
     table = common.write_results(p_args.out, "soft_compression", p_args.dataset, p_args.quick, rows,
                                  extra_md="\n".join(md))
