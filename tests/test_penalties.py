@@ -415,6 +415,17 @@ def test_snap_gives_at_most_k_values_and_exact_zeros():
     chex.assert_trees_all_equal(snapped["Dense_1"]["kernel"], _f32(expected))
 
 
+def _train_regression(tx, loss, params, steps=300):
+    """``steps`` jitted steps of ``tx`` on ``loss`` from ``params``; returns (params, state)."""
+
+    def step(_, carry):
+        p, s = carry
+        u, s = tx.update(jax.grad(loss)(p), s, p)
+        return optax.apply_updates(p, u), s
+
+    return jax.jit(lambda p, s: jax.lax.fori_loop(0, steps, step, (p, s)))(params, tx.init(params))
+
+
 def test_soft_sharing_pulls_weights_into_clusters():
     """End to end: an under-determined noisy regression whose true weights take 3 values.
 
@@ -428,13 +439,8 @@ def test_soft_sharing_pulls_weights_into_clusters():
     params = {"kernel": _f32(clean + 0.3 * rng.standard_normal(40))}
     loss = lambda p: 0.5 * jnp.mean((x @ p["kernel"] - y) ** 2)
 
-    def train(tx, steps=300):
-        def step(_, carry):
-            p, s = carry
-            u, s = tx.update(jax.grad(loss)(p), s, p)
-            return optax.apply_updates(p, u), s
-
-        return jax.jit(lambda p, s: jax.lax.fori_loop(0, steps, step, (p, s)))(params, tx.init(params))
+    def train(tx):
+        return _train_regression(tx, loss, params)
 
     plain, _ = train(optax.adam(1e-2))
     shared, state = train(
@@ -494,13 +500,8 @@ def test_soft_sharing_quantizes_a_pruned_net_without_reviving_pruned_weights():
     params = {"kernel": _f32((clean + 0.3 * rng.standard_normal(40)) * masks["kernel"])}
     loss = lambda p: 0.5 * jnp.mean((x @ p["kernel"] - y) ** 2)
 
-    def train(tx, steps=300):
-        def step(_, carry):
-            p, s = carry
-            u, s = tx.update(jax.grad(loss)(p), s, p)
-            return optax.apply_updates(p, u), s
-
-        return jax.jit(lambda p, s: jax.lax.fori_loop(0, steps, step, (p, s)))(params, tx.init(params))
+    def train(tx):
+        return _train_regression(tx, loss, params)
 
     def sws():
         return P.soft_weight_sharing(3e-3, 3, init="kmeans", pi_zero=0.5, mixture_learning_rate=1e-2)
