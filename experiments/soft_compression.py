@@ -192,7 +192,8 @@ def compress(model_name, dataset, seed, quick, out_dir, progress=True):
             continue
         start, masks, extra = dense, None, {}
         if run.prune_scale is not None:  # its pruning time is Deep Compression's, not counted here
-            start, masks = deep_compression.pruned_net(model_name, dataset, seed, quick, run.prune_scale, DC_OUT)
+            dc_out = os.path.join(out_dir, "deep_compression") if quick else DC_OUT  # quick nets never mix in
+            start, masks = deep_compression.pruned_net(model_name, dataset, seed, quick, run.prune_scale, dc_out)
             extra = {"pruned_accuracy": evaluate(eval_fn, start, *test)["accuracy"]}
         t0 = time.perf_counter()
         soft, mixture, history = soft_retrain(model, start, train, val, run, seed, loop, progress, masks=masks)
