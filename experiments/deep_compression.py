@@ -553,6 +553,26 @@ def target_analysis(rows, sweep):
     return md
 
 
+def _bits_study_md(bits_rows, sweep) -> str:
+    """The bit-width study as a table, each model's rows after its sweep point (Han's bits)."""
+    md = ["## Fewer bits at the same sparsity\n",
+          "The pruned net of one trajectory level quantized with Han's widths (the sweep's point) and with "
+          "fewer bits in the fully connected layers (conv layers keep 8); accuracy of the model loaded from "
+          "each file.\n",
+          "| model | level | fc bits | test acc | drop (points) | stored bytes | compression |",
+          "|---|---|---|---|---|---|---|"]
+
+    def line(r, bits):
+        return (f"| {r['model']} | x{r['scale']:g} | {bits} | {_fmt_pct(r['test_accuracy'])} | "
+                f"{r['drop_points']:.2f} | {r['stored_bytes']:,} | {r['compression']:.1f}x |")
+
+    for model in dict.fromkeys(r["model"] for r in bits_rows):
+        mine = [r for r in bits_rows if r["model"] == model]
+        han = [p for p in sweep if p["model"] == model and p["scale"] == mine[0]["scale"]]
+        md += [line(p, "5 (Han)") for p in han[:1]] + [line(r, r["fc_bits"]) for r in mine]
+    return "\n".join(md) + "\n"
+
+
 def summary_md(rows, sweep, reports, init_rows, neuron_rows, quick, bits_rows=()):
     md = target_analysis(rows, sweep)
     for model, report in reports.items():
@@ -576,20 +596,7 @@ def summary_md(rows, sweep, reports, init_rows, neuron_rows, quick, bits_rows=()
                 md.append(f"| {init} | " + " | ".join(cells) + " |")
         md.append("")
     if bits_rows:
-        md.append("## Fewer bits at the same sparsity\n")
-        md.append("The pruned net of one trajectory level quantized with Han's widths (the sweep's point) "
-                  "and with fewer bits in the fully connected layers (conv layers keep 8); accuracy of the "
-                  "model loaded from each file.\n")
-        md.append("| model | level | fc bits | test acc | drop (points) | stored bytes | compression |")
-        md.append("|---|---|---|---|---|---|---|")
-        for r in bits_rows:
-            han = next((p for p in sweep if p["model"] == r["model"] and p["scale"] == r["scale"]), None)
-            if han is not None and r is next(x for x in bits_rows if x["model"] == r["model"]):
-                md.append(f"| {r['model']} | x{r['scale']:g} | 5 (Han) | {_fmt_pct(han['test_accuracy'])} | "
-                          f"{han['drop_points']:.2f} | {han['stored_bytes']:,} | {han['compression']:.1f}x |")
-            md.append(f"| {r['model']} | x{r['scale']:g} | {r['fc_bits']} | {_fmt_pct(r['test_accuracy'])} | "
-                      f"{r['drop_points']:.2f} | {r['stored_bytes']:,} | {r['compression']:.1f}x |")
-        md.append("")
+        md.append(_bits_study_md(bits_rows, sweep))
     if neuron_rows:
         md.append("## Structured neuron pruning of LeNet-300-100\n")
         md.append("Hidden units removed by the scale-invariant weight score "
