@@ -191,6 +191,13 @@ def _quantize_and_store(model, pruned, cfg, train, val, score, seed, loop, desc,
     )
 
 
+def _read_level(path, dense):
+    """``(params, masks, seconds, epochs)`` of a saved trajectory level (cumulative seconds, epochs)."""
+    saved = _load_state(path)
+    params = serialization.from_state_dict(dense, saved["params"])
+    return params, _full_masks(params, saved["masks"]), float(saved["seconds"]), int(saved["epochs"])
+
+
 def _prune_level(model, model_name, cfg, i, params, masks, seconds, epochs, train, val, seed, loop, level_path):
     """Level ``i`` of the pruning trajectory: prune ``params`` (already pruned to level
     ``i - 1``, by ``masks``) to Han's fractions times ``cfg["levels"][i]``, retrain the
@@ -224,10 +231,7 @@ def pruned_net(model_name, dataset, seed, quick, scale, out_dir):
     params, masks, seconds, epochs = jax.device_get(dense), None, 0.0, 0
     saved_level = max((i for i, p in enumerate(paths) if os.path.exists(p)), default=-1)
     if saved_level >= 0:  # resume from the deepest level already saved
-        saved = _load_state(paths[saved_level])
-        params = serialization.from_state_dict(dense, saved["params"])
-        masks = _full_masks(params, saved["masks"])
-        seconds, epochs = float(saved["seconds"]), int(saved["epochs"])
+        params, masks, seconds, epochs = _read_level(paths[saved_level], dense)
     for i in range(saved_level + 1, len(levels)):
         params, masks, seconds, epochs = _prune_level(model, model_name, cfg, i, params, masks, seconds, epochs,
                                                       train, val, seed, _loop(model_name), paths[i])
@@ -267,9 +271,7 @@ def compress(model_name, dataset, seed, quick, out_dir):
             # Every remaining level already has its row and file: nothing to retrain.
             params = None
         elif os.path.exists(level_path):
-            saved = _load_state(level_path)
-            params, seconds, epochs = saved["params"], float(saved["seconds"]), int(saved["epochs"])
-            masks = _full_masks(params, saved["masks"])
+            params, masks, seconds, epochs = _read_level(level_path, dense)
         else:
             params, masks, seconds, epochs = _prune_level(model, model_name, cfg, i, params, masks, seconds, epochs,
                                                           train, val, seed, loop, level_path)
@@ -396,6 +398,7 @@ def bits_study(dataset, seed, quick, out_dir):
         score = Scorer(model, val, test)
         dense_acc = score(jax.device_get(dense))
         pruned, _ = pruned_net(model_name, dataset, seed, quick, scale, out_dir)
+        pruned_acc, n = score(pruned), count_params(pruned)
         for b in fc_bits:
             if (model_name, b) in done:
                 rows.append(done[(model_name, b)])
@@ -404,9 +407,8 @@ def bits_study(dataset, seed, quick, out_dir):
             q = _quantize_and_store(model, pruned, cfg, train, val, score, seed, _loop(model_name),
                                     f"{model_name} x{scale:g} fc {b} bits", file_path,
                                     bits=lambda path, leaf, b=b: 8 if leaf.ndim == 4 else b)
-            n = count_params(pruned)
             row = {"model": model_name, "scale": scale, "fc_bits": b, "conv_bits": 8, "bits": q["bits"],
-                   "pruned_accuracy": score(pruned), "test_accuracy": q["file_accuracy"],
+                   "pruned_accuracy": pruned_acc, "test_accuracy": q["file_accuracy"],
                    "in_memory_accuracy": q["in_memory_accuracy"], "val_accuracy": q["val_accuracy"],
                    "stored_bytes": q["file_bytes"], "compression": 4 * n / q["file_bytes"],
                    "drop_points": 100 * (dense_acc - q["file_accuracy"]), "file": os.path.basename(file_path)}

@@ -327,17 +327,15 @@ def _dc_point(p) -> str:
     return f"{100 * p['test_accuracy']:.2f} %, {p['compression']:.1f}x{bits}"
 
 
-def compare_with_deep_compression(rows, path=None):
+def compare_with_deep_compression(rows, sweep):
     """Markdown: each soft row beside Deep Compression's best ratio at no lower test accuracy.
 
-    Reads the committed sweep of ``experiments/deep_compression.py`` (one point per pruning
+    ``sweep``: the committed points of ``experiments/deep_compression.py`` (one per pruning
     level, accuracy of the model loaded from its file); the paper's claim is that soft
     sharing compresses more than Deep Compression at the same accuracy.
     """
-    path = path or DC_SWEEP
-    sweep = deep_compression_sweep(path)
-    if sweep is None:
-        return "## Against Deep Compression\n\n(no Deep Compression sweep at " + path + ")\n"
+    if not sweep:
+        return "## Against Deep Compression\n\n(no Deep Compression sweep at " + DC_SWEEP + ")\n"
     md = ["## Against Deep Compression (same model, same or better accuracy)\n",
           "Deep Compression points: `experiments/results/deep_compression/sweep.json` and its bit-width "
           "study `bits_study.json` (test accuracy of the file-loaded model). For each soft row: Deep "
@@ -371,11 +369,10 @@ def compare_with_deep_compression(rows, path=None):
     return "\n".join(md) + "\n"
 
 
-def budget_summary(rows, path=None, budget=0.5) -> str:
+def budget_summary(rows, sweep, budget=0.5) -> str:
     """Per model, the highest ratio within ``budget`` points of dense on the test set: Ullrich's
     recipe (with or without the centroid fine-tune), the pruned-start composition, and Deep
     Compression (its sweep and bit-width study). Test-set selection, like Deep Compression's."""
-    sweep = deep_compression_sweep(path or DC_SWEEP) or []
     md = [f"## At the {budget:g}-point budget (test accuracy, single seed)\n",
           "| model | soft sharing (Ullrich, + fine-tune) | DC pruning + soft sharing | Deep Compression | paper (MNIST) |",
           "|---|---|---|---|---|"]
@@ -397,11 +394,10 @@ def budget_summary(rows, path=None, budget=0.5) -> str:
     return "\n".join(md) + "\n"
 
 
-def same_start_comparison(rows, path=None) -> str:
+def same_start_comparison(rows, sweep) -> str:
     """A table per pruned start: Deep Compression's k-means of that pruned net (the sweep point
     at its level, and the bit-width study's) beside the ``DC pruning xS + soft sharing`` rows
     that quantize the same surviving weights."""
-    sweep = deep_compression_sweep(path or DC_SWEEP) or []
     starts = sorted({(r["model"], r["prune_scale"]) for r in rows if r.get("prune_scale") is not None})
     md = []
     for model, scale in starts:
@@ -421,10 +417,9 @@ def same_start_comparison(rows, path=None) -> str:
     return "\n## Same pruned net, two quantizers\n" + "\n".join(md) + "\n"
 
 
-def plot(rows, mixtures, out_dir):
+def plot(rows, mixtures, sweep, out_dir):
     plt = common.plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    sweep = deep_compression_sweep() or []
     for color, model in zip(("C0", "C1"), sorted({r["model"] for r in rows})):
         dense = [r for r in rows if r["model"] == model and r["method"] == "dense"]
         for label, prefix, marker in (("soft", "soft sharing", "o"), ("DC pruning + soft", "DC pruning", "s")):
@@ -473,6 +468,7 @@ def main(argv=None):
         r, mix = compress(m, p_args.dataset, p_args.seed, p_args.quick, p_args.out)
         rows += r
         mixtures.update(mix)
+    sweep = deep_compression_sweep() or []  # Deep Compression's committed points, read once
     picks = choose(rows)
     md = ["## Chosen on validation (best compression within 0.5 points of dense, val split)\n",
           "| model | dense test acc | soft test acc | drop (points) | compression | paper (MNIST) |",
@@ -511,8 +507,9 @@ def main(argv=None):
               "`dcx<S>` for a pruned start, tau, epochs, pi_0 and a non-default lr). "
               "test_accuracy is the accuracy of the model loaded back from the file.\n")
     md.append("## Against Deep Compression\n\n(quick run: not compared with the full Deep Compression run)\n"
-              if p_args.quick else budget_summary(rows) + "\n" + compare_with_deep_compression(rows) + same_start_comparison(rows))
-    plot(rows, mixtures, p_args.out)
+              if p_args.quick else budget_summary(rows, sweep) + "\n" + compare_with_deep_compression(rows, sweep)
+              + same_start_comparison(rows, sweep))
+    plot(rows, mixtures, sweep, p_args.out)
     table = common.write_results(p_args.out, "soft_compression", p_args.dataset, p_args.quick, rows,
                                  extra_md="\n".join(md))
     print(table)

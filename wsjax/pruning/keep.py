@@ -20,11 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from wsjax.sharing.mask import check_masks
-
-
-def _is_none(x) -> bool:
-    return x is None
+from wsjax.sharing.mask import _as_bool, _is_none, check_masks
 
 
 def keep_pruned(masks: Any) -> optax.GradientTransformation:
@@ -37,7 +33,7 @@ def keep_pruned(masks: Any) -> optax.GradientTransformation:
     Returns:
       A ``GradientTransformation`` with an empty state; its ``update`` needs ``params``.
     """
-    masks = jax.tree.map(lambda m: None if m is None else jnp.asarray(m, jnp.bool_), masks, is_leaf=_is_none)
+    masks = jax.tree.map(_as_bool, masks, is_leaf=_is_none)
 
     def init_fn(params):
         check_masks(params, masks)
