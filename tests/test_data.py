@@ -41,13 +41,19 @@ def test_digits_and_lecun89_protocol():
     x, y = data.load("digits", "train")
     xt, _ = data.load("digits", "test")
     assert x.shape == (1437, 8, 8, 1) and xt.shape == (360, 8, 8, 1)
-    tr0, te0 = data.load("lecun89", "train", seed=0), data.load("lecun89", "test", seed=0)
-    tr1 = data.load("lecun89", "train", seed=1)
-    assert tr0[0].shape == (320, 16, 16, 1) and te0[0].shape == (160, 16, 16, 1)
-    assert 0.0 <= tr0[0].min() and tr0[0].max() <= 1.0
-    flat = lambda a: {a[i].tobytes() for i in range(len(a))}
-    assert not flat(tr0[0]) & flat(te0[0]), "train and test of one seed must be disjoint"
-    assert flat(tr0[0]) != flat(tr1[0]), "a different seed must draw a different split"
+    for name in ("lecun89", "lecun89_centred"):
+        tr0, te0 = data.load(name, "train", seed=0), data.load(name, "test", seed=0)
+        tr1 = data.load(name, "train", seed=1)
+        assert tr0[0].shape == (320, 16, 16, 1) and te0[0].shape == (160, 16, 16, 1)
+        assert 0.0 <= tr0[0].min() and tr0[0].max() <= 1.0
+        flat = lambda a: {a[i].tobytes() for i in range(len(a))}
+        assert not flat(tr0[0]) & flat(te0[0]), "train and test of one seed must be disjoint"
+        assert flat(tr0[0]) != flat(tr1[0]), "a different seed must draw a different split"
+    # a pure function of the seed: recomputed past every cache, the same arrays
+    from wsjax.data import lecun89
+
+    np.testing.assert_array_equal(lecun89._positions.__wrapped__(0)[0][0], data.load("lecun89", "train", seed=0)[0])
+    np.testing.assert_array_equal(lecun89.centred_split("test", 0)[0], data.load("lecun89_centred", "test", seed=0)[0])
 
 
 def test_idx_files_from_data_dir(tmp_path, offline):

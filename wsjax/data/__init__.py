@@ -13,8 +13,10 @@ Sources:
   TFDS download.
 * ``cifar10``: TFDS.
 * ``digits``: scikit-learn's bundled 8x8 digits (always offline), 1437 train / 360 test.
-* ``lecun89``: the digits resampled to 16x16 with LeCun's (1989) protocol of 320 training
-  and 160 test examples, drawn disjointly by ``seed`` (a different split per seed).
+* ``lecun89``: LeCun's (1989) small digit problem rebuilt from those digits at 16x16:
+  12 drawings per digit, each at 4 horizontal positions, 320 training and 160 test images,
+  a new draw and split per ``seed`` (:mod:`wsjax.data.lecun89`).
+* ``lecun89_centred``: 320 / 160 of the centred 16x16 digits drawn disjointly by ``seed``.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ import os
 
 import numpy as np
 
+from wsjax.data import lecun89
 from wsjax.data.idx import find_idx_pair, load_idx_split
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-NAMES = ("fashion_mnist", "mnist", "cifar10", "digits", "lecun89")
+NAMES = ("fashion_mnist", "mnist", "cifar10", "digits", "lecun89", "lecun89_centred")
 SPLITS = ("train", "test")
-NUM_CLASSES = {"fashion_mnist": 10, "mnist": 10, "cifar10": 10, "digits": 10, "lecun89": 10}
+NUM_CLASSES = {name: 10 for name in NAMES}
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -115,35 +118,15 @@ def _digits(split: str, seed: int = 0):
     return images[idx], labels[idx]
 
 
-@functools.lru_cache(maxsize=1)
-def _digits_16x16():
-    """All 1797 scikit-learn digits resampled (bilinear) to 16x16 in [0, 1], and their labels."""
-    from scipy.ndimage import zoom
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    images = d.images.astype(np.float32) / 16.0
-    images = np.stack([zoom(im, 2.0, order=1, mode="nearest") for im in images])
-    images = np.clip(images, 0.0, 1.0)[..., None]
-    images.setflags(write=False)
-    return images, d.target.astype(np.int32)
-
-
-def _lecun89(split: str, seed: int):
-    """LeCun 1989's protocol on sklearn digits: 16x16 images, 320 train / 160 test."""
-    images, labels = _digits_16x16()  # resampled once per process, split per seed
-    perm = np.random.default_rng(seed).permutation(len(images))
-    idx = perm[:320] if split == "train" else perm[320:480]
-    return images[idx], labels[idx]
-
-
 @functools.lru_cache(maxsize=16)
 def _load_cached(name, split, seed, data_dir, download, env):
     del env  # part of the cache key only: the sources depend on these variables
     if name == "digits":
         x, y = _digits(split, seed)
     elif name == "lecun89":
-        x, y = _lecun89(split, seed)
+        x, y = lecun89.positions_split(split, seed)
+    elif name == "lecun89_centred":
+        x, y = lecun89.centred_split(split, seed)
     else:
         x, y = _load_image_dataset(name, split, data_dir, download)
     x, y = np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y, np.int32)
@@ -163,7 +146,8 @@ def load(
     """Return ``(images, labels)`` for ``name`` and ``split`` ('train' or 'test').
 
     Images are float32 NHWC in [0, 1], labels int32; both are read-only host arrays (copy
-    before modifying). ``seed`` selects the split of ``digits`` and ``lecun89``.
+    before modifying). ``seed`` selects the split of ``digits`` and the draw and split of ``lecun89`` and
+    ``lecun89_centred``.
     """
     if name not in NAMES:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(NAMES)}")
