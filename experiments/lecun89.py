@@ -4,18 +4,25 @@ Net-4 and Net-5 are Net-3's locally connected modules with more maps plus the
 convolution-as-sharing transform (:func:`wsjax.sharing.local.convolution`), so their
 "links" are the model's parameters and their "free parameters" the transform's state.
 
+Data: ``lecun89`` (:mod:`wsjax.data.lecun89`) rebuilds the paper's database as we read its
+description -- 12 drawings of each digit (scikit-learn's digits at 16x16, squeezed to 13
+columns), each at 4 consecutive horizontal positions, 320 training and 160 test images --
+with a new draw and split per seed. ``--dataset lecun89_centred`` runs the same nets on 320 /
+160 centred digits instead (results in ``<out>/centred/``).
+
 Recipe (one fixed recipe for every net, chosen on training error alone and never tuned on
 the test split): tanh hidden units, sigmoid outputs with one-hot targets in {0, 1}, LeCun's
 sum-of-squares loss ``0.5 * sum_c (sigmoid(z_c) - t_c)^2`` averaged over examples, Adam
-(learning rate 3e-3), minibatches of 32, 500 epochs. Every seed ``s`` is its own split of
-the ``lecun89`` data set (``wsjax.data.load('lecun89', split, seed=s)``) and its own
-initialisation (``jax.random.key(s, impl='rbg')``); the seeds of one net train together,
-vmapped, in one :func:`wsjax.train.fit` call (loop='scan'): the examples axis comes first,
-so all seeds see the same minibatch order of their own split.
+(learning rate 3e-3), minibatches of 32, 500 epochs. Every seed ``s`` is its own draw and
+split of the data (``wsjax.data.load(dataset, split, seed=s)``) and its own initialisation
+(``jax.random.key(s, impl='rbg')``); the seeds of one net train together, vmapped, in one
+:func:`wsjax.train.fit` call (loop='scan'): the examples axis comes first, so all seeds see
+the same minibatch order of their own split.
 
 Run: ``python experiments/lecun89.py`` (20 seeds; 2 to 25 minutes on 2 CPU cores, depending
-on how busy they are), ``--quick`` (2 seeds, 10 epochs), or the diagnostic ``--shift 2``
-(every image moved by a random offset of up to 2 pixels; results in ``<out>/shift2/``).
+on how busy they are), ``--seed 20 --out <dir>`` (a replication on 20 new draws),
+``--quick`` (2 seeds, 10 epochs), or the diagnostic ``--shift 2`` (every image moved by a
+random offset of up to 2 pixels; results in ``<out>/shift2/``).
 
 References: LeCun, `Generalization and network design strategies
 <http://yann.lecun.com/exdb/publis/pdf/lecun-89.pdf>`_, 1989.
@@ -77,9 +84,11 @@ def shift_images(x: np.ndarray, max_shift: int, seed: int) -> np.ndarray:
     return np.stack([padded[i, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
 
 
-def stacked_splits(seeds, split, max_shift: int = 0):
-    """``(x, y)`` with the examples axis first and one column per seed: (N, S, ...)."""
-    pairs = [data.load("lecun89", split, seed=s) for s in seeds]
+def stacked_splits(seeds, split, dataset: str = "lecun89", max_shift: int = 0):
+    """``(x, y)`` with the examples axis first and one column per seed: (N, S, ...).
+
+    ``max_shift``: the ``--shift`` diagnostic (0: the images as the data set has them)."""
+    pairs = [data.load(dataset, split, seed=s) for s in seeds]
     split_id = {"train": 0, "test": 1}[split]
     xs = [shift_images(x, max_shift, 1000 * s + split_id) for s, (x, _) in zip(seeds, pairs)]
     return np.stack(xs, axis=1), np.stack([p[1] for p in pairs], axis=1)
@@ -200,30 +209,94 @@ def paired_comparison(per_seed: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def shift_sections(out: str) -> str:
-    """Summaries of the ``--shift`` diagnostic runs found under ``out``."""
+#: What each data set is, for results.md.
+DATA_TEXT = {
+    "lecun89": (
+        "`lecun89`: LeCun's database as we read the paper's description -- for each digit 12 "
+        "drawings (scikit-learn's digits at 16x16, squeezed to 16x13), each at 4 consecutive "
+        "horizontal positions; of those 48 images a random 32 train and 16 test, a new draw and "
+        "split per seed. The test set holds drawings seen in training at other positions and "
+        "drawings never seen."
+    ),
+    "lecun89_centred": (
+        "`lecun89_centred`: 320 training and 160 test images drawn at random from all 1797 "
+        "scikit-learn digits at 16x16, every digit centred; a new split per seed."
+    ),
+}
+
+
+def pooled_section(done: list[dict], more: list[dict]) -> str:
+    """This run's seeds and its replications' together (each seed counted once)."""
+    seen = {(r["model"], r["seed"]) for r in done}
+    more = [r for r in more if (r["model"], r["seed"]) not in seen]
+    if not more:
+        return ""
+    pooled = done + more
+    rows = summarise(pooled)
+    if not {f"Net-{n}" for n in range(1, NUM_NETS + 1)} <= {r["model"] for r in rows}:
+        return ""
+    seeds = sorted({r["seed"] for r in pooled})
+    return (f"\n\nPooled with its replications below ({len(seeds)} draws, seeds {seeds[0]}-{seeds[-1]}): "
+            + ", ".join(f"{r['model']} {100 * r['test_accuracy']:.1f}" for r in rows) + " %. "
+            + verdict(rows) + "\n\n" + paired_comparison(pooled))
+
+
+def verdict(rows: list[dict]) -> str:
+    """The acceptance question, answered from summarised rows."""
+    shared_worst = min(r["test_accuracy"] for r in rows if r["method"] == "conv-shared")
+    unshared_best = max(r["test_accuracy"] for r in rows if r["method"] == "unshared")
+    answer = "yes" if shared_worst > unshared_best else "NO"
+    return (f"Do the shared nets (Net-4, Net-5) beat every unshared net (Net-1..3) on mean test "
+            f"accuracy? **{answer}** (worst shared {100 * shared_worst:.1f}% vs best unshared "
+            f"{100 * unshared_best:.1f}%).")
+
+
+def replications(out: str, dataset: str) -> list[dict]:
+    """Per-seed rows of the unshifted runs of ``dataset`` kept in folders under ``out`` (the
+    same experiment on other seeds, e.g. ``--seed 20 --out <out>/seeds20-39``)."""
+    import glob
+    import json
+
+    rows = []
+    for results in sorted(glob.glob(os.path.join(out, "*", "results.json"))):
+        with open(results) as f:
+            same_data = json.load(f).get("dataset") == dataset
+        if same_data and not os.path.basename(os.path.dirname(results)).startswith("shift"):
+            rows += common.load_partial(os.path.dirname(results))
+    return rows
+
+
+def other_runs(out: str) -> str:
+    """Summaries of the runs kept in folders under ``out`` (replications on other seeds,
+    ``centred/``, ``--shift`` diagnostics), each with its verdict and paired differences."""
     import glob
     import json
 
     text = ""
-    for path in sorted(glob.glob(os.path.join(out, "shift*", "results.json"))):
-        with open(path) as f:
-            rows = json.load(f)["rows"]
-        k = os.path.basename(os.path.dirname(path))[len("shift"):]
+    for results in sorted(glob.glob(os.path.join(out, "**", "results.json"), recursive=True)):
+        folder = os.path.dirname(results)
+        per_seed = common.load_partial(folder)
+        if folder == out or not per_seed:
+            continue
+        with open(results) as f:
+            dataset = json.load(f).get("dataset", NAME)
+        rows = summarise(per_seed)
+        name = os.path.relpath(folder, out)
+        seeds = sorted({r["seed"] for r in per_seed})
+        shift = next((part[len("shift"):] for part in name.split(os.sep) if part.startswith("shift")), "")
+        title = f"`{dataset}`, seeds {seeds[0]}-{seeds[-1]}" + (f", moved by up to ±{shift} pixels" if shift else "")
         cells = ", ".join(
             f"{r['model']} {100 * r['test_accuracy']:.1f} ± {100 * r['test_accuracy_std']:.1f}"
             for r in rows
         )
-        text += (
-            f"\n## Diagnostic: digits moved by up to ±{k} pixels\n\n"
-            f"Same recipe and splits, every image moved by a random offset (LeCun's digits "
-            f"varied in position; lecun89's are centred): {cells} % "
-            f"(details in [shift{k}/results.md](shift{k}/results.md)).\n"
-        )
-    return text
+        text += f"\n### {title}\n\nSame recipe: {cells} % (details in [{name}/results.md]({name}/results.md)).\n\n"
+        complete = {f"Net-{n}" for n in range(1, NUM_NETS + 1)} <= {r["model"] for r in rows}
+        text += (verdict(rows) + "\n\n" + paired_comparison(per_seed) + "\n" if complete
+                 else "(unfinished: not every net has run yet)\n")
+    return "\n## Other runs\n" + text if text else ""
 
 
-def plot(rows: list[dict], path: str, note: str = "") -> None:
+def plot(rows: list[dict], path: str, dataset: str = NAME) -> None:
     plt = common.plt()
     fig, ax = plt.subplots(figsize=(6, 4.2))
     free = [r["free_params"] for r in rows]
@@ -243,7 +316,7 @@ def plot(rows: list[dict], path: str, note: str = "") -> None:
     ax.set_xlim(right=9000)  # room for the labels
     ax.set_xlabel("free parameters")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"LeCun 1989 nets on lecun89 (320 train / 160 test){note}", fontsize=10)
+    ax.set_title(f"LeCun 1989 nets on {dataset} (320 train / 160 test)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -259,22 +332,24 @@ def main(argv=None):
     extra_flags.add_argument(
         "--shift", type=int, default=0,
         help="diagnostic: move every train/test image by a random offset in [-shift, shift] "
-        "pixels (LeCun's hand-drawn digits varied in position; lecun89 digits are centred); "
-        "results go to <out>/shift<k>/",
+        "pixels; results go to <out>/shift<k>/",
     )
     flags, rest = extra_flags.parse_known_args(sys.argv[1:] if argv is None else argv)
     if flags.shift < 0:
         raise SystemExit("--shift must be >= 0")
-    if flags.shift and "--out" not in rest:
-        base = common.default_out(NAME, "--quick" in rest)
-        rest += ["--out", os.path.join(base, f"shift{flags.shift}")]
     args = common.parse_args(NAME, __doc__.splitlines()[0], default_dataset="lecun89", argv=rest)
-    if args.dataset != "lecun89":
-        raise SystemExit("this experiment is defined on the lecun89 data set (16x16, 320/160)")
+    if args.dataset not in DATA_TEXT:
+        raise SystemExit(f"this experiment runs on {' or '.join(DATA_TEXT)} (16x16, 320/160), "
+                         f"not {args.dataset}")
+    if args.out == common.default_out(NAME, args.quick):  # other data and diagnostics get subfolders
+        sub = (["centred"] if args.dataset == "lecun89_centred" else []) + (
+            [f"shift{flags.shift}"] if flags.shift else [])
+        args.out = os.path.join(args.out, *sub)
+        os.makedirs(args.out, exist_ok=True)
     n_seeds, epochs = (QUICK_SEEDS, QUICK_EPOCHS) if args.quick else (SEEDS, EPOCHS)
     seeds = list(range(args.seed, args.seed + n_seeds))
-    train = stacked_splits(seeds, "train", flags.shift)
-    test = stacked_splits(seeds, "test", flags.shift)
+    train = stacked_splits(seeds, "train", args.dataset, flags.shift)
+    test = stacked_splits(seeds, "test", args.dataset, flags.shift)
 
     done = [r for r in common.load_partial(args.out) if r["seed"] in seeds]
     for n, shared in ENTRIES:
@@ -289,19 +364,15 @@ def main(argv=None):
         print(f"{net_name(n, shared)}: test accuracy {100 * acc.mean():.1f} ± {100 * spread:.1f} %", flush=True)
 
     rows = summarise(done)
-    shared_best = min(r["test_accuracy"] for r in rows if r["method"] == "conv-shared")
-    unshared_best = max(r["test_accuracy"] for r in rows if r["method"] == "unshared")
-    verdict = "yes" if shared_best > unshared_best else "NO"
     note = f", shifted ±{flags.shift} px" if flags.shift else ""
-    plot(rows, os.path.join(args.out, "accuracy_vs_free_params.png"), note)
-    shifted = (
+    plot(rows, os.path.join(args.out, "accuracy_vs_free_params.png"), args.dataset + note)
+    diagnostic = (
         f"**Diagnostic variant**: every train and test image is moved by its own random "
         f"offset in [-{flags.shift}, {flags.shift}] pixels (zero filled).\n\n"
-        if flags.shift
-        else ""
+        if flags.shift else ""
     )
     extra = (
-        shifted
+        diagnostic
         + "## Recipe\n\n"
         f"{len(seeds)} seeds (seed = data split = initialisation), {epochs} epochs, Adam "
         f"lr {LEARNING_RATE}, batch {BATCH_SIZE}, tanh hidden units, sigmoid outputs with "
@@ -315,15 +386,14 @@ def main(argv=None):
         "ours, not LeCun's: Net-4's and Net-5's architectures with every link free, so the "
         "difference to Net-4 / Net-5 is what the sharing does at a fixed architecture.\n\n"
         "## Comparison with the paper\n\n"
-        "LeCun's 480 digits were drawn by hand and scored on a single split; `lecun89` is "
-        "scikit-learn's 8x8 digits upsampled to 16x16, an easier set, so absolute numbers "
-        "differ; the ordering is what is compared.\n\n"
-        f"Do the shared nets (Net-4, Net-5) beat every unshared net (Net-1..3) on mean test "
-        f"accuracy? **{verdict}** (worst shared {100 * shared_best:.1f}% vs best unshared "
-        f"{100 * unshared_best:.1f}%).\n\n"
+        + DATA_TEXT[args.dataset] + " LeCun's 480 images were his own drawings, scored on a "
+        "single split, and were never published; ours are scikit-learn's 8x8 digits upsampled, "
+        "so absolute numbers differ and the ordering is what is compared.\n\n"
+        + verdict(rows) + "\n\n"
         + paired_comparison(done)
+        + pooled_section(done, replications(args.out, args.dataset) if not flags.shift else [])
         + "\n\n![accuracy vs free parameters](accuracy_vs_free_params.png)\n"
-        + ("" if flags.shift else shift_sections(args.out))
+        + other_runs(args.out)
     )
     columns = [
         "model", "method", "test_accuracy", "test_accuracy_std", "paper_test_accuracy",

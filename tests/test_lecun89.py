@@ -125,3 +125,27 @@ def test_init_net_draws_a_real_initialisation():
 def test_unknown_net_raises(bad):
     with pytest.raises(ValueError, match="Net-1 .. Net-5"):
         lecun89_net(bad)
+
+
+def test_lecun89_data_puts_each_drawing_at_four_horizontal_positions():
+    from wsjax import data
+    from wsjax.data.lecun89 import GLYPH_WIDTH
+
+    (xt, yt), (xs, ys) = data.load("lecun89", "train", seed=3), data.load("lecun89", "test", seed=3)
+    chex.assert_shape(xt, (320, 16, 16, 1))
+    chex.assert_shape(xs, (160, 16, 16, 1))
+    np.testing.assert_array_equal(np.bincount(yt), np.full(10, 32))
+    np.testing.assert_array_equal(np.bincount(ys), np.full(10, 16))
+    x, y = np.concatenate([xt, xs])[..., 0], np.concatenate([yt, ys])
+    glyphs = {}  # (label, drawing without its blank columns) -> its leftmost inked columns
+    for image, label in zip(x, y):
+        cols = np.flatnonzero(image.any(axis=0))
+        assert cols.max() - cols.min() < GLYPH_WIDTH
+        key = (int(label), image[:, cols.min():cols.max() + 1].tobytes())
+        glyphs.setdefault(key, []).append(int(cols.min()))
+    # 12 drawings per digit, each at 4 consecutive horizontal positions: 480 images
+    assert len(glyphs) == 120
+    for lefts in glyphs.values():
+        assert sorted(lefts) == list(range(min(lefts), min(lefts) + 4))
+    other, _ = data.load("lecun89", "train", seed=4)
+    assert not np.array_equal(other, xt)
