@@ -55,6 +55,8 @@ from wsjax.train import classifier, evaluate, fit
 
 KERNELS = r"kernel"
 PAPER = {"lenet300100": (64.0, "1.89 -> 1.94 % error"), "lenet5": (162.0, "0.88 -> 0.97 % error")}
+#: Ullrich et al. (2017), Table 1: the fraction of nonzero weights behind those ratios (MNIST).
+PAPER_NONZERO = {"lenet300100": 0.043, "lenet5": 0.005}
 PI_ZERO = 0.999  #: Ullrich et al.'s pi_0, the zero component's fixed mixing weight
 #: Ullrich et al.'s learning rates (their tutorial) of the weights and mixture fields.
 WEIGHT_LR = 5e-4
@@ -394,6 +396,45 @@ def budget_summary(rows, sweep, budget=0.5) -> str:
     return "\n".join(md) + "\n"
 
 
+def density_limit(sweep, budget=0.5) -> str:
+    """Why the paper's ratios are out of reach on this data: Deep Compression's pruned nets
+    (masked retraining, before any quantization) give the test accuracy at each density; the
+    paper's ratios stood on far fewer nonzero weights than any of them keeps within ``budget``."""
+    md = ["## Why the paper's ratios are out of reach here\n",
+          "Deep Compression's pruning levels (magnitude pruning with masked retraining, no "
+          "quantization yet) measure how accuracy falls with the fraction of weights kept:\n",
+          "| model | kept | pruned test acc | drop (points) | paper's nonzero fraction at its ratio |",
+          "|---|---|---|---|---|"]
+    for model in sorted({p["model"] for p in sweep}):
+        levels = sorted((p for p in sweep if p["model"] == model and "fc_bits" not in p),
+                        key=lambda p: -p["kept_fraction"])
+        for i, p in enumerate(levels):
+            drop = 100 * (p["dense_accuracy"] - p["pruned_accuracy"])
+            paper = f"{100 * PAPER_NONZERO[model]:.1f} % ({PAPER[model][0]:g}x)" if i == 0 else ""
+            md.append(f"| {model} | {100 * p['kept_fraction']:.1f} % | {100 * p['pruned_accuracy']:.2f} | "
+                      f"{drop:.2f} | {paper} |")
+    facts = []
+    for model in sorted({p["model"] for p in sweep}):
+        levels = [p for p in sweep if p["model"] == model and "fc_bits" not in p]
+        drop = lambda p: 100 * (p["dense_accuracy"] - p["pruned_accuracy"])
+        ok = [p["kept_fraction"] for p in levels if drop(p) <= budget + 1e-9]
+        sparsest = min(levels, key=lambda p: p["kept_fraction"])
+        facts.append(
+            f"{model} stays within {budget:g} points down to {100 * min(ok):.1f} % kept" if ok
+            else f"{model} is never within {budget:g} points once pruned")
+        facts[-1] += (f" and loses {drop(sparsest):.2f} points at {100 * sparsest['kept_fraction']:.1f} %, "
+                      f"while the paper's ratio kept {100 * PAPER_NONZERO[model]:.1f} %")
+    md.append(
+        "\nOn Fashion-MNIST, " + "; ".join(facts) + ". Both quantizers (Deep Compression's k-means "
+        "and the mixture) code only the surviving weights, and each survivor costs its position "
+        "as well as its value, so at the densities this budget allows neither can reach the paper's "
+        "MNIST ratios. The mixture's own zero component (Ullrich's recipe, the rows without a DC "
+        "start) prunes further, but its sparse runs lose more than the budget (tables above). What "
+        "a quantizer can still win is fewer bits for the same survivors, which is where the "
+        "composition gains its few percent over Deep Compression.")
+    return "\n".join(md) + "\n"
+
+
 def same_start_comparison(rows, sweep) -> str:
     """A table per pruned start: Deep Compression's k-means of that pruned net (the sweep point
     at its level, and the bit-width study's) beside the ``DC pruning xS + soft sharing`` rows
@@ -507,7 +548,7 @@ def main(argv=None):
               "`dcx<S>` for a pruned start, tau, epochs, pi_0 and a non-default lr). "
               "test_accuracy is the accuracy of the model loaded back from the file.\n")
     md.append("## Against Deep Compression\n\n(quick run: not compared with the full Deep Compression run)\n"
-              if p_args.quick else budget_summary(rows, sweep) + "\n" + compare_with_deep_compression(rows, sweep)
+              if p_args.quick else budget_summary(rows, sweep) + "\n" + density_limit(sweep) + "\n" + compare_with_deep_compression(rows, sweep)
               + same_start_comparison(rows, sweep))
     plot(rows, mixtures, sweep, p_args.out)
     table = common.write_results(p_args.out, "soft_compression", p_args.dataset, p_args.quick, rows,
