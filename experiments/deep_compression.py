@@ -43,6 +43,7 @@ import math
 import os
 import sys
 import time
+from typing import Any, NamedTuple
 
 import common
 import jax
@@ -191,27 +192,50 @@ def _quantize_and_store(model, pruned, cfg, train, val, score, seed, loop, desc,
     )
 
 
-def _read_level(path, dense):
-    """``(params, masks, seconds, epochs)`` of a saved trajectory level (cumulative seconds, epochs)."""
+class Level(NamedTuple):
+    """One level of the pruning trajectory: the pruned params, their masks, and the retraining
+    seconds and epochs spent from the dense net up to this level."""
+
+    params: Any
+    masks: Any
+    seconds: float
+    epochs: int
+
+
+class _Pruning(NamedTuple):
+    """What every level of one model's pruning trajectory is retrained with."""
+
+    model: Any
+    model_name: str
+    cfg: dict
+    train: tuple
+    val: tuple
+    seed: int
+    loop: str
+
+
+def _read_level(path, dense) -> Level:
+    """A saved trajectory level."""
     saved = _load_state(path)
     params = serialization.from_state_dict(dense, saved["params"])
-    return params, _full_masks(params, saved["masks"]), float(saved["seconds"]), int(saved["epochs"])
+    return Level(params, _full_masks(params, saved["masks"]), float(saved["seconds"]), int(saved["epochs"]))
 
 
-def _prune_level(model, model_name, cfg, i, params, masks, seconds, epochs, train, val, seed, loop, level_path):
-    """Level ``i`` of the pruning trajectory: prune ``params`` (already pruned to level
-    ``i - 1``, by ``masks``) to Han's fractions times ``cfg["levels"][i]``, retrain the
-    survivors through the mask, save the level's state. Returns (params, masks, seconds, epochs)
-    with the cumulative retraining seconds and epochs."""
-    scale = cfg["levels"][i]
-    masks = pruning.sparsity_masks(params, _kept_targets(model_name, scale), current=masks)
+def _prune_level(job: _Pruning, i: int, previous: Level, level_path: str) -> Level:
+    """Level ``i`` of the pruning trajectory: prune ``previous.params`` (the level before, or
+    the dense net) to Han's fractions times ``job.cfg["levels"][i]``, retrain the survivors
+    through the mask, save the level's state."""
+    scale = job.cfg["levels"][i]
+    masks = pruning.sparsity_masks(previous.params, _kept_targets(job.model_name, scale), current=previous.masks)
     t = masked(masks)
-    st = t.init(jax.random.key(seed), params)
-    params, _, sec = common.retrain_through(model, t, st, train, val, cfg["prune_epochs"], cfg["prune_lr"],
-                                            seed + i, loop, f"{model_name} prune x{scale:g}", batch_size=BATCH)
-    seconds, epochs = seconds + sec, epochs + cfg["prune_epochs"]
-    _save_state(level_path, {"params": params, "masks": flatten_paths(masks), "seconds": seconds, "epochs": epochs})
-    return params, masks, seconds, epochs
+    st = t.init(jax.random.key(job.seed), previous.params)
+    params, _, sec = common.retrain_through(job.model, t, st, job.train, job.val, job.cfg["prune_epochs"],
+                                            job.cfg["prune_lr"], job.seed + i, job.loop,
+                                            f"{job.model_name} prune x{scale:g}", batch_size=BATCH)
+    level = Level(params, masks, previous.seconds + sec, previous.epochs + job.cfg["prune_epochs"])
+    _save_state(level_path, {"params": params, "masks": flatten_paths(masks), "seconds": level.seconds,
+                             "epochs": level.epochs})
+    return level
 
 
 def pruned_net(model_name, dataset, seed, quick, scale, out_dir):
@@ -228,14 +252,14 @@ def pruned_net(model_name, dataset, seed, quick, scale, out_dir):
     os.makedirs(state_dir, exist_ok=True)
     levels = cfg["levels"][: cfg["levels"].index(scale) + 1]
     paths = [os.path.join(state_dir, f"{model_name}-scale{level:g}.msgpack") for level in levels]
-    params, masks, seconds, epochs = jax.device_get(dense), None, 0.0, 0
+    level = Level(jax.device_get(dense), None, 0.0, 0)
     saved_level = max((i for i, p in enumerate(paths) if os.path.exists(p)), default=-1)
     if saved_level >= 0:  # resume from the deepest level already saved
-        params, masks, seconds, epochs = _read_level(paths[saved_level], dense)
+        level = _read_level(paths[saved_level], dense)
+    job = _Pruning(model, model_name, cfg, train, val, seed, _loop(model_name))
     for i in range(saved_level + 1, len(levels)):
-        params, masks, seconds, epochs = _prune_level(model, model_name, cfg, i, params, masks, seconds, epochs,
-                                                      train, val, seed, _loop(model_name), paths[i])
-    return params, masks
+        level = _prune_level(job, i, level, paths[i])
+    return level.params, level.masks
 
 
 def compress(model_name, dataset, seed, quick, out_dir):
@@ -263,6 +287,7 @@ def compress(model_name, dataset, seed, quick, out_dir):
     done = {(r["model"], r["scale"]): r for r in common.load_partial(out_dir, sweep_name)}
 
     params, masks, seconds, epochs = dense, None, 0.0, 0
+    job = _Pruning(model, model_name, cfg, train, val, seed, loop)
     sweep, han = [], None
     for i, scale in enumerate(cfg["levels"]):
         level_path = os.path.join(state_dir, f"{model_name}-scale{scale:g}.msgpack")
@@ -273,8 +298,7 @@ def compress(model_name, dataset, seed, quick, out_dir):
         elif os.path.exists(level_path):
             params, masks, seconds, epochs = _read_level(level_path, dense)
         else:
-            params, masks, seconds, epochs = _prune_level(model, model_name, cfg, i, params, masks, seconds, epochs,
-                                                          train, val, seed, loop, level_path)
+            params, masks, seconds, epochs = _prune_level(job, i, Level(params, masks, seconds, epochs), level_path)
         if (model_name, scale) in done:
             row = done[(model_name, scale)]
             if scale == 1.0:
