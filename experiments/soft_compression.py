@@ -460,7 +460,7 @@ def same_start_comparison(rows, sweep) -> str:
 
 def plot(rows, mixtures, sweep, out_dir):
     plt = common.plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.5))
     for color, model in zip(("C0", "C1"), sorted({r["model"] for r in rows})):
         dense = [r for r in rows if r["model"] == model and r["method"] == "dense"]
         for label, prefix, marker in (("soft", "soft sharing", "o"), ("DC pruning + soft", "DC pruning", "s")):
@@ -480,10 +480,14 @@ def plot(rows, mixtures, sweep, out_dir):
         if dense:
             axes[0].axhline(dense[0]["test_accuracy"], ls=":", lw=0.8, color=color)
     axes[0].set_xscale("log")
+    ticks = [t for t in (10, 15, 20, 30, 40, 60, 100, 150, 200) if t < 1.2 * max(r["compression"] for r in rows)]
+    axes[0].set_xticks(ticks, [f"{t}x" for t in ticks])
+    axes[0].xaxis.set_minor_formatter(plt.NullFormatter())
     axes[0].set_xlabel("compression (dense float32 bytes / file bytes)")
     axes[0].set_ylabel("test accuracy (loaded from file)")
     axes[0].grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    # below the axes: the points fill the plot's corners
+    axes[0].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     if mixtures:
         (model_name, run), (mixture, soft, dense, label) = min(
             mixtures.items(), key=lambda kv: (kv[0][0], kv[0][1].prune_scale is not None, kv[0][1].stem(kv[0][0])))
@@ -497,7 +501,7 @@ def plot(rows, mixtures, sweep, out_dir):
         axes[1].set_xlabel(f"{model_name} kernel weight (vertical lines: learned means)")
         axes[1].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "soft_compression.png"), dpi=120)
+    fig.savefig(os.path.join(out_dir, "soft_compression.png"), dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
