@@ -19,6 +19,9 @@ split of the data (``wsjax.data.load(dataset, split, seed=s)``) and its own init
 :func:`wsjax.train.fit` call (loop='scan'): the examples axis comes first, so all seeds see
 the same minibatch order of their own split.
 
+Other data: ``--dataset lecun89_new_drawings`` (the same images split by drawing, results in
+``<out>/new_drawings/``).
+
 Run: ``python experiments/lecun89.py`` (20 seeds; 2 to 25 minutes on 2 CPU cores, depending
 on how busy they are), ``--seed 20 --out <dir>`` (a replication on 20 new draws),
 ``--quick`` (2 seeds, 10 epochs), or the diagnostic ``--shift 2`` (every image moved by a
@@ -215,28 +218,40 @@ DATA_TEXT = {
         "`lecun89`: LeCun's database as we read the paper's description -- for each digit 12 "
         "drawings (scikit-learn's digits at 16x16, squeezed to 16x13), each at 4 consecutive "
         "horizontal positions; of those 48 images a random 32 train and 16 test, a new draw and "
-        "split per seed. The test set holds drawings seen in training at other positions and "
-        "drawings never seen."
+        "split per seed. Nearly every test image is a drawing the training set holds at another "
+        "position, so the test measures generalisation across positions."
+    ),
+    "lecun89_new_drawings": (
+        "`lecun89_new_drawings`: the same 480 images split by drawing -- 8 drawings of each "
+        "digit (all 4 positions) train, the other 4 test -- so no test drawing is seen in training."
     ),
     "lecun89_centred": (
         "`lecun89_centred`: 320 training and 160 test images drawn at random from all 1797 "
         "scikit-learn digits at 16x16, every digit centred; a new split per seed."
     ),
 }
+#: Output subfolder of each data set's run when ``--out`` is not given.
+DATA_FOLDER = {"lecun89": "", "lecun89_new_drawings": "new_drawings", "lecun89_centred": "centred"}
+
+
+def same_setting(row: dict, dataset: str, shift: int, epochs: int) -> bool:
+    """Whether a per-seed row was trained on this data, shift and number of epochs."""
+    return (row.get("dataset"), row.get("shift"), row.get("epochs")) == (dataset, shift, epochs)
 
 
 def pooled_section(done: list[dict], more: list[dict]) -> str:
-    """This run's seeds and its replications' together (each seed counted once)."""
-    seen = {(r["model"], r["seed"]) for r in done}
-    more = [r for r in more if (r["model"], r["seed"]) not in seen]
-    if not more:
+    """This run's seeds and its replications' together: one row per (net, seed), and only
+    the seeds every one of Net-1..5 has run (a replication still running adds nothing yet)."""
+    by_key = {(r["model"], r["seed"]): r for r in more}
+    by_key.update({(r["model"], r["seed"]): r for r in done})
+    nets = [f"Net-{n}" for n in range(1, NUM_NETS + 1)]
+    seeds = sorted(set.intersection(*({s for m, s in by_key if m == net} for net in nets)))
+    if len(seeds) <= len({r["seed"] for r in done}):
         return ""
-    pooled = done + more
+    pooled = [r for (m, s), r in sorted(by_key.items()) if s in seeds]
     rows = summarise(pooled)
-    if not {f"Net-{n}" for n in range(1, NUM_NETS + 1)} <= {r["model"] for r in rows}:
-        return ""
-    seeds = sorted({r["seed"] for r in pooled})
-    return (f"\n\nPooled with its replications below ({len(seeds)} draws, seeds {seeds[0]}-{seeds[-1]}): "
+    span = f"seeds {seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else "seeds " + ", ".join(map(str, seeds))
+    return (f"\n\nPooled with its replications below ({len(seeds)} draws, {span}): "
             + ", ".join(f"{r['model']} {100 * r['test_accuracy']:.1f}" for r in rows) + " %. "
             + verdict(rows) + "\n\n" + paired_comparison(pooled))
 
@@ -251,18 +266,14 @@ def verdict(rows: list[dict]) -> str:
             f"{100 * unshared_best:.1f}%).")
 
 
-def replications(out: str, dataset: str) -> list[dict]:
-    """Per-seed rows of the unshifted runs of ``dataset`` kept in folders under ``out`` (the
-    same experiment on other seeds, e.g. ``--seed 20 --out <out>/seeds20-39``)."""
+def replications(out: str, dataset: str, epochs: int) -> list[dict]:
+    """Per-seed rows of the same setting (data set, no shift, epochs) kept in the folders under
+    ``out``: the experiment on other seeds, e.g. ``--seed 20 --out <out>/seeds20-39``."""
     import glob
-    import json
 
     rows = []
-    for results in sorted(glob.glob(os.path.join(out, "*", "results.json"))):
-        with open(results) as f:
-            same_data = json.load(f).get("dataset") == dataset
-        if same_data and not os.path.basename(os.path.dirname(results)).startswith("shift"):
-            rows += common.load_partial(os.path.dirname(results))
+    for partial in sorted(glob.glob(os.path.join(out, "*", "partial.jsonl"))):
+        rows += [r for r in common.load_partial(os.path.dirname(partial)) if same_setting(r, dataset, 0, epochs)]
     return rows
 
 
@@ -276,7 +287,7 @@ def other_runs(out: str) -> str:
     for results in sorted(glob.glob(os.path.join(out, "**", "results.json"), recursive=True)):
         folder = os.path.dirname(results)
         per_seed = common.load_partial(folder)
-        if folder == out or not per_seed:
+        if os.path.realpath(folder) == os.path.realpath(out) or not per_seed:
             continue
         with open(results) as f:
             dataset = json.load(f).get("dataset", NAME)
@@ -337,13 +348,13 @@ def main(argv=None):
     flags, rest = extra_flags.parse_known_args(sys.argv[1:] if argv is None else argv)
     if flags.shift < 0:
         raise SystemExit("--shift must be >= 0")
+    out_given = any(a == "--out" or a.startswith("--out=") for a in rest)
     args = common.parse_args(NAME, __doc__.splitlines()[0], default_dataset="lecun89", argv=rest)
     if args.dataset not in DATA_TEXT:
-        raise SystemExit(f"this experiment runs on {' or '.join(DATA_TEXT)} (16x16, 320/160), "
+        raise SystemExit(f"this experiment runs on {', '.join(DATA_TEXT)} (16x16, 320/160), "
                          f"not {args.dataset}")
-    if args.out == common.default_out(NAME, args.quick):  # other data and diagnostics get subfolders
-        sub = (["centred"] if args.dataset == "lecun89_centred" else []) + (
-            [f"shift{flags.shift}"] if flags.shift else [])
+    if not out_given:  # other data and the diagnostics get their own subfolders
+        sub = [DATA_FOLDER[args.dataset]] + ([f"shift{flags.shift}"] if flags.shift else [])
         args.out = os.path.join(args.out, *sub)
         os.makedirs(args.out, exist_ok=True)
     n_seeds, epochs = (QUICK_SEEDS, QUICK_EPOCHS) if args.quick else (SEEDS, EPOCHS)
@@ -351,11 +362,13 @@ def main(argv=None):
     train = stacked_splits(seeds, "train", args.dataset, flags.shift)
     test = stacked_splits(seeds, "test", args.dataset, flags.shift)
 
-    done = [r for r in common.load_partial(args.out) if r["seed"] in seeds]
+    done = [r for r in common.load_partial(args.out)
+            if r["seed"] in seeds and same_setting(r, args.dataset, flags.shift, epochs)]
     for n, shared in ENTRIES:
         if {r["seed"] for r in done if r["model"] == net_name(n, shared)} >= set(seeds):
             continue
-        new = run_net(n, seeds, epochs, train, test, progress=False, shared=shared)
+        new = [dict(r, dataset=args.dataset, shift=flags.shift, epochs=epochs)
+               for r in run_net(n, seeds, epochs, train, test, progress=False, shared=shared)]
         for r in new:
             common.append_partial(args.out, r)
         done += new
@@ -391,7 +404,7 @@ def main(argv=None):
         "so absolute numbers differ and the ordering is what is compared.\n\n"
         + verdict(rows) + "\n\n"
         + paired_comparison(done)
-        + pooled_section(done, replications(args.out, args.dataset) if not flags.shift else [])
+        + pooled_section(done, replications(args.out, args.dataset, epochs) if not flags.shift else [])
         + "\n\n![accuracy vs free parameters](accuracy_vs_free_params.png)\n"
         + other_runs(args.out)
     )

@@ -141,11 +141,75 @@ def test_lecun89_data_puts_each_drawing_at_four_horizontal_positions():
     for image, label in zip(x, y):
         cols = np.flatnonzero(image.any(axis=0))
         assert cols.max() - cols.min() < GLYPH_WIDTH
-        key = (int(label), image[:, cols.min():cols.max() + 1].tobytes())
-        glyphs.setdefault(key, []).append(int(cols.min()))
+        glyphs.setdefault(_drawing(image, label), []).append(int(cols.min()))
     # 12 drawings per digit, each at 4 consecutive horizontal positions: 480 images
     assert len(glyphs) == 120
     for lefts in glyphs.values():
         assert sorted(lefts) == list(range(min(lefts), min(lefts) + 4))
     other, _ = data.load("lecun89", "train", seed=4)
     assert not np.array_equal(other, xt)
+
+
+def _drawing(image, label):
+    """A placed drawing's identity: its label and its pixels without the blank columns."""
+    cols = np.flatnonzero(image.any(axis=0))
+    return int(label), image[:, cols.min():cols.max() + 1].tobytes()
+
+
+@pytest.mark.parametrize("name, seen_at_least, seen_at_most", [("lecun89", 0.9, 1.0), ("lecun89_new_drawings", 0.0, 0.0)])
+def test_how_many_test_drawings_the_training_set_holds(name, seen_at_least, seen_at_most):
+    from wsjax import data
+
+    (xt, yt), (xs, ys) = data.load(name, "train", seed=5), data.load(name, "test", seed=5)
+    train = {_drawing(im[..., 0], lab) for im, lab in zip(xt, yt)}
+    seen = np.mean([_drawing(im[..., 0], lab) in train for im, lab in zip(xs, ys)])
+    assert seen_at_least <= seen <= seen_at_most, seen
+    np.testing.assert_array_equal(np.bincount(ys), np.full(10, 16))
+
+
+def test_lecun89_splits_reject_an_unknown_split():
+    from wsjax.data import lecun89
+
+    for split_fn in (lecun89.positions_split, lecun89.centred_split):
+        with pytest.raises(ValueError, match="split"):
+            split_fn("val", 0)
+    x, _ = lecun89.centred_split("train", 0)
+    with pytest.raises(ValueError):
+        x[0, 0, 0, 0] = 1.0  # read-only, like every data set
+
+
+def _rows(models, seeds, acc=0.9, **setting):
+    return [{"model": m, "seed": s, "test_accuracy": acc + 0.001 * s, "train_error": 0.0, "links": 1,
+             "free_params": 1, "seconds": 1.0, **setting} for m in models for s in seeds]
+
+
+NETS = [f"Net-{n}" for n in range(1, 6)]
+
+
+def test_pooled_section_counts_each_seed_once_and_only_complete_seeds():
+    import lecun89 as experiment
+
+    done = _rows(NETS, range(3))
+    more = _rows(NETS, range(3)) + _rows(NETS, range(3, 6)) + _rows(NETS[:3], range(6, 9))  # 6-8 unfinished
+    text = experiment.pooled_section(done, more)
+    assert "(6 draws, seeds 0-5)" in text, text
+    assert "better on " in text and "/6 splits" in text
+    assert experiment.pooled_section(done, _rows(NETS[:3], range(6, 9))) == ""  # nothing complete to add
+
+
+def test_replications_take_only_the_same_setting(tmp_path):
+    import json
+
+    import lecun89 as experiment
+
+    same = dict(dataset="lecun89", shift=0, epochs=500)
+    for folder, rows in {
+        "seeds20-39": _rows(NETS, [20, 21], **same),
+        "shift2": _rows(NETS, [22], **dict(same, shift=2)),
+        "quick": _rows(NETS, [23], **dict(same, epochs=10)),
+        "centred": _rows(NETS, [24], **dict(same, dataset="lecun89_centred")),
+    }.items():
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "partial.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = experiment.replications(str(tmp_path), "lecun89", 500)
+    assert sorted({r["seed"] for r in got}) == [20, 21] and len(got) == 10

@@ -16,6 +16,7 @@ Sources:
 * ``lecun89``: LeCun's (1989) small digit problem rebuilt from those digits at 16x16:
   12 drawings per digit, each at 4 horizontal positions, 320 training and 160 test images,
   a new draw and split per ``seed`` (:mod:`wsjax.data.lecun89`).
+* ``lecun89_new_drawings``: the same images split by drawing (no test drawing in training).
 * ``lecun89_centred``: 320 / 160 of the centred 16x16 digits drawn disjointly by ``seed``.
 """
 
@@ -30,7 +31,7 @@ from wsjax.data import lecun89
 from wsjax.data.idx import find_idx_pair, load_idx_split
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-NAMES = ("fashion_mnist", "mnist", "cifar10", "digits", "lecun89", "lecun89_centred")
+NAMES = ("fashion_mnist", "mnist", "cifar10", "digits", "lecun89", "lecun89_new_drawings", "lecun89_centred")
 SPLITS = ("train", "test")
 NUM_CLASSES = {name: 10 for name in NAMES}
 
@@ -125,6 +126,8 @@ def _load_cached(name, split, seed, data_dir, download, env):
         x, y = _digits(split, seed)
     elif name == "lecun89":
         x, y = lecun89.positions_split(split, seed)
+    elif name == "lecun89_new_drawings":
+        x, y = lecun89.positions_split(split, seed, by_drawing=True)
     elif name == "lecun89_centred":
         x, y = lecun89.centred_split(split, seed)
     else:
@@ -146,8 +149,8 @@ def load(
     """Return ``(images, labels)`` for ``name`` and ``split`` ('train' or 'test').
 
     Images are float32 NHWC in [0, 1], labels int32; both are read-only host arrays (copy
-    before modifying). ``seed`` selects the split of ``digits`` and the draw and split of ``lecun89`` and
-    ``lecun89_centred``.
+    before modifying). ``seed`` selects the split of ``digits`` and the draw and split of the ``lecun89``
+    variants.
     """
     if name not in NAMES:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(NAMES)}")
