@@ -219,7 +219,9 @@ DATA_TEXT = {
         "drawings (scikit-learn's digits at 16x16, squeezed to 16x13), each at 4 consecutive "
         "horizontal positions; of those 48 images a random 32 train and 16 test, a new draw and "
         "split per seed. Nearly every test image is a drawing the training set holds at another "
-        "position, so the test measures generalisation across positions."
+        "position, so the test measures generalisation across positions. Whether LeCun split his "
+        "480 images at random or by drawing we could not check here; the split by drawing is "
+        "`lecun89_new_drawings`, under Other runs."
     ),
     "lecun89_new_drawings": (
         "`lecun89_new_drawings`: the same 480 images split by drawing -- 8 drawings of each "
