@@ -280,24 +280,24 @@ def replications(out: str, dataset: str, epochs: int) -> list[dict]:
 
 
 def other_runs(out: str) -> str:
-    """Summaries of the runs kept in folders under ``out`` (replications on other seeds,
-    ``centred/``, ``--shift`` diagnostics), each with its verdict and paired differences."""
+    """Summaries of the runs kept in folders under ``out`` (replications on other seeds, other
+    data, ``--shift`` diagnostics), each with its verdict and paired differences. A folder's
+    setting (data set, shift, epochs) is its first row's."""
     import glob
-    import json
 
     text = ""
-    for results in sorted(glob.glob(os.path.join(out, "**", "results.json"), recursive=True)):
-        folder = os.path.dirname(results)
+    for partial in sorted(glob.glob(os.path.join(out, "**", "partial.jsonl"), recursive=True)):
+        folder = os.path.dirname(partial)
         per_seed = common.load_partial(folder)
         if os.path.realpath(folder) == os.path.realpath(out) or not per_seed:
             continue
-        with open(results) as f:
-            dataset = json.load(f).get("dataset", NAME)
+        first = per_seed[0]
+        per_seed = [r for r in per_seed if same_setting(r, first.get("dataset"), first.get("shift"), first.get("epochs"))]
         rows = summarise(per_seed)
         name = os.path.relpath(folder, out)
         seeds = sorted({r["seed"] for r in per_seed})
-        shift = next((part[len("shift"):] for part in name.split(os.sep) if part.startswith("shift")), "")
-        title = f"`{dataset}`, seeds {seeds[0]}-{seeds[-1]}" + (f", moved by up to ±{shift} pixels" if shift else "")
+        title = f"`{first.get('dataset')}`, seeds {seeds[0]}-{seeds[-1]}" + (
+            f", moved by up to ±{first['shift']} pixels" if first.get("shift") else "")
         cells = ", ".join(
             f"{r['model']} {100 * r['test_accuracy']:.1f} ± {100 * r['test_accuracy_std']:.1f}"
             for r in rows
