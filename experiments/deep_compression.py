@@ -394,8 +394,8 @@ def init_study(pruned, dataset, seed, quick, out_dir):
                                                    _loop("lenet300100"), f"init {init} {bits} bits", batch_size=BATCH)
                 row.update(test_accuracy=score(w), val_accuracy=score(w, "val"), seconds=sec)
             common.append_partial(out_dir, row, name)
-            print(f"  init {init:8s} {bits} bits: {before:.4f} -> {row.get('test_accuracy', float('nan')):.4f}",
-                  flush=True)
+            after = f"{row['test_accuracy']:.4f}" if "test_accuracy" in row else "not retrained (--quick)"
+            print(f"  init {init:8s} {bits} bits: {before:.4f} -> {after}", flush=True)
             rows.append(row)
     return rows
 
