@@ -286,7 +286,7 @@ def compress(model_name, dataset, seed, quick, out_dir):
     sweep_name = "sweep.jsonl"
     done = {(r["model"], r["scale"]): r for r in common.load_partial(out_dir, sweep_name)}
 
-    params, masks, seconds, epochs = dense, None, 0.0, 0
+    level = Level(dense, None, 0.0, 0)
     job = _Pruning(model, model_name, cfg, train, val, seed, loop)
     sweep, han = [], None
     for i, scale in enumerate(cfg["levels"]):
@@ -294,11 +294,12 @@ def compress(model_name, dataset, seed, quick, out_dir):
         finished = all((model_name, s) in done for s in cfg["levels"][i:])
         if finished and not os.path.exists(level_path):
             # Every remaining level already has its row and file: nothing to retrain.
-            params = None
+            level = level._replace(params=None)
         elif os.path.exists(level_path):
-            params, masks, seconds, epochs = _read_level(level_path, dense)
+            level = _read_level(level_path, dense)
         else:
-            params, masks, seconds, epochs = _prune_level(job, i, Level(params, masks, seconds, epochs), level_path)
+            level = _prune_level(job, i, level, level_path)
+        params, masks, seconds, epochs = level
         if (model_name, scale) in done:
             row = done[(model_name, scale)]
             if scale == 1.0:

@@ -7,8 +7,9 @@ convolution-as-sharing transform (:func:`wsjax.sharing.local.convolution`), so t
 Data: ``lecun89`` (:mod:`wsjax.data.lecun89`) rebuilds the paper's database as we read its
 description -- 12 drawings of each digit (scikit-learn's digits at 16x16, squeezed to 13
 columns), each at 4 consecutive horizontal positions, 320 training and 160 test images --
-with a new draw and split per seed. ``--dataset lecun89_centred`` runs the same nets on 320 /
-160 centred digits instead (results in ``<out>/centred/``).
+with a new draw and split per seed. Other data: ``--dataset lecun89_new_drawings`` (the same
+images split by drawing, results in ``<out>/new_drawings/``) and ``--dataset lecun89_centred``
+(320 / 160 centred digits, results in ``<out>/centred/``).
 
 Recipe (one fixed recipe for every net, chosen on training error alone and never tuned on
 the test split): tanh hidden units, sigmoid outputs with one-hot targets in {0, 1}, LeCun's
@@ -18,9 +19,6 @@ split of the data (``wsjax.data.load(dataset, split, seed=s)``) and its own init
 (``jax.random.key(s, impl='rbg')``); the seeds of one net train together, vmapped, in one
 :func:`wsjax.train.fit` call (loop='scan'): the examples axis comes first, so all seeds see
 the same minibatch order of their own split.
-
-Other data: ``--dataset lecun89_new_drawings`` (the same images split by drawing, results in
-``<out>/new_drawings/``).
 
 Run: ``python experiments/lecun89.py`` (20 seeds; 2 to 25 minutes on 2 CPU cores, depending
 on how busy they are), ``--seed 20 --out <dir>`` (a replication on 20 new draws),
@@ -148,6 +146,8 @@ def run_net(n: int, seeds, epochs: int, train, test, progress: bool = True, shar
     ]
 
 
+#: The paper's five nets by name.
+PAPER_NETS = tuple(f"Net-{n}" for n in range(1, NUM_NETS + 1))
 #: (n, shared) of every row: the paper's five nets, then the sharing controls.
 ENTRIES = tuple((n, True) for n in range(1, NUM_NETS + 1)) + tuple((n, False) for n in CONTROLS)
 
@@ -246,8 +246,7 @@ def pooled_section(done: list[dict], more: list[dict]) -> str:
     the seeds every one of Net-1..5 has run (a replication still running adds nothing yet)."""
     by_key = {(r["model"], r["seed"]): r for r in more}
     by_key.update({(r["model"], r["seed"]): r for r in done})
-    nets = [f"Net-{n}" for n in range(1, NUM_NETS + 1)]
-    seeds = sorted(set.intersection(*({s for m, s in by_key if m == net} for net in nets)))
+    seeds = sorted(set.intersection(*({s for m, s in by_key if m == net} for net in PAPER_NETS)))
     if len(seeds) <= len({r["seed"] for r in done}):
         return ""
     pooled = [r for (m, s), r in sorted(by_key.items()) if s in seeds]
@@ -303,7 +302,7 @@ def other_runs(out: str) -> str:
             for r in rows
         )
         text += f"\n### {title}\n\nSame recipe: {cells} % (details in [{name}/results.md]({name}/results.md)).\n\n"
-        complete = {f"Net-{n}" for n in range(1, NUM_NETS + 1)} <= {r["model"] for r in rows}
+        complete = set(PAPER_NETS) <= {r["model"] for r in rows}
         text += (verdict(rows) + "\n\n" + paired_comparison(per_seed) + "\n" if complete
                  else "(unfinished: not every net has run yet)\n")
     return "\n## Other runs\n" + text if text else ""

@@ -405,25 +405,21 @@ def density_limit(sweep, budget=0.5) -> str:
           "quantization yet) measure how accuracy falls with the fraction of weights kept:\n",
           "| model | kept | pruned test acc | drop (points) | paper's nonzero fraction at its ratio |",
           "|---|---|---|---|---|"]
+    facts = []
     for model in sorted({p["model"] for p in sweep}):
         levels = sorted((p for p in sweep if p["model"] == model and "fc_bits" not in p),
                         key=lambda p: -p["kept_fraction"])
-        for i, p in enumerate(levels):
-            drop = 100 * (p["dense_accuracy"] - p["pruned_accuracy"])
+        drops = [100 * (p["dense_accuracy"] - p["pruned_accuracy"]) for p in levels]
+        for i, (p, drop) in enumerate(zip(levels, drops)):
             paper = f"{100 * PAPER_NONZERO[model]:.1f} % ({PAPER[model][0]:g}x)" if i == 0 else ""
             md.append(f"| {model} | {100 * p['kept_fraction']:.1f} % | {100 * p['pruned_accuracy']:.2f} | "
                       f"{drop:.2f} | {paper} |")
-    facts = []
-    for model in sorted({p["model"] for p in sweep}):
-        levels = [p for p in sweep if p["model"] == model and "fc_bits" not in p]
-        drop = lambda p: 100 * (p["dense_accuracy"] - p["pruned_accuracy"])
-        ok = [p["kept_fraction"] for p in levels if drop(p) <= budget + 1e-9]
-        sparsest = min(levels, key=lambda p: p["kept_fraction"])
+        ok = [p["kept_fraction"] for p, drop in zip(levels, drops) if drop <= budget + 1e-9]
         facts.append(
-            f"{model} stays within {budget:g} points down to {100 * min(ok):.1f} % kept" if ok
-            else f"{model} is never within {budget:g} points once pruned")
-        facts[-1] += (f" and loses {drop(sparsest):.2f} points at {100 * sparsest['kept_fraction']:.1f} %, "
-                      f"while the paper's ratio kept {100 * PAPER_NONZERO[model]:.1f} %")
+            (f"{model} stays within {budget:g} points down to {100 * min(ok):.1f} % kept" if ok
+             else f"{model} is never within {budget:g} points once pruned")
+            + f" and loses {drops[-1]:.2f} points at {100 * levels[-1]['kept_fraction']:.1f} %, "
+            f"while the paper's ratio kept {100 * PAPER_NONZERO[model]:.1f} %")
     md.append(
         "\nOn Fashion-MNIST, " + "; ".join(facts) + ". Both quantizers (Deep Compression's k-means "
         "and the mixture) code only the surviving weights, and each survivor costs its position "

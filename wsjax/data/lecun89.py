@@ -86,10 +86,9 @@ def _positions(seed: int, by_drawing: bool = False):
             placed[:, col, :, col : col + GLYPH_WIDTH] = glyphs
         order = rng.permutation(ORIGINALS_PER_CLASS * POSITIONS)
         n_train = len(order) * 2 // 3  # 32 of 48: LeCun's 320 / 160
-        if by_drawing:  # the first 8 drawings (all 4 positions each) train, the last 4 test
-            placed = placed.reshape(-1, 16, 16)
-        else:
-            placed = placed.reshape(-1, 16, 16)[order]
+        placed = placed.reshape(-1, 16, 16)  # drawing-major: the first 8 drawings' 32 images come first
+        if not by_drawing:
+            placed = placed[order]
         train.append(placed[:n_train])
         test.append(placed[n_train:])
 
