@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wsjax import storage
+from wsjax import pruning, sharing, storage
 from wsjax.models.lenet import LeNet5, LeNet300100
 
 # (layer, kept fraction, bits per cluster index) from Han et al. 2016, Tables 2-3.
@@ -30,34 +30,19 @@ LENET_5 = {"Conv_0": (0.66, 8), "Conv_1": (0.12, 8), "Dense_0": (0.08, 5), "Dens
 PAPER = {"LeNet-300-100": 40, "LeNet-5": 39}
 
 
-def kmeans_1d(values: np.ndarray, k: int, iterations: int = 30) -> np.ndarray:
-    """Lloyd's k-means in one dimension with linear (min..max) centroid initialisation."""
-    centroids = np.linspace(values.min(), values.max(), k)
-    for _ in range(iterations):
-        labels = np.searchsorted((centroids[1:] + centroids[:-1]) / 2, values)
-        sums = np.bincount(labels, weights=values, minlength=k)
-        counts = np.bincount(labels, minlength=k)
-        centroids = np.where(counts > 0, sums / np.maximum(counts, 1), centroids)
-        centroids = np.sort(centroids)
-    labels = np.searchsorted((centroids[1:] + centroids[:-1]) / 2, values)
-    return centroids[labels]
-
-
 def prune_and_quantize(params: dict, plan: dict, seed: int = 0) -> dict:
-    """Magnitude-prune and k-means-quantize every kernel; biases become small random floats
+    """Magnitude-prune and k-means-quantize every kernel with the library (Deep Compression's
+    structure, ``chain(masked(M), codebook(bits))``); biases become small random floats
     (Flax initialises them to zero, a trained net's are not), stored raw."""
+    sparsity = {f"^{layer}/": 1.0 - kept for layer, (kept, _) in plan.items()}
+    bits = {f"^{layer}/": b for layer, (_, b) in plan.items()}
+    t = sharing.chain(sharing.masked(pruning.sparsity_masks(params, sparsity)),
+                      sharing.select(sharing.KERNELS, sharing.codebook(bits)))
+    quantized = jax.device_get(t.apply(t.init(jax.random.key(seed), params)))
     rng = np.random.default_rng(seed)
-    out = {}
-    for layer, leaves in params.items():
-        kept, bits = plan[layer]
-        kernel = np.asarray(leaves["kernel"], dtype=np.float32)
-        threshold = np.quantile(np.abs(kernel), 1.0 - kept)
-        mask = np.abs(kernel) > threshold
-        quantized = np.zeros_like(kernel)
-        quantized[mask] = kmeans_1d(kernel[mask].astype(np.float64), 2**bits).astype(np.float32)
-        bias = rng.normal(0.0, 0.01, np.shape(leaves["bias"])).astype(np.float32)
-        out[layer] = {"kernel": quantized, "bias": bias}
-    return out
+    return {layer: {"kernel": np.asarray(leaves["kernel"], np.float32),
+                    "bias": rng.normal(0.0, 0.01, np.shape(leaves["bias"])).astype(np.float32)}
+            for layer, leaves in quantized.items()}
 
 
 def run(name: str, model, input_shape, plan: dict) -> None:

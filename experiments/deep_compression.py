@@ -53,9 +53,10 @@ from flax import serialization
 
 sys.path.insert(0, common.ROOT)
 from benchmarks.neuron_pruning import compare as time_variants  # noqa: E402
+from wsjax import compress as pipeline  # noqa: E402
 from wsjax import pruning, storage  # noqa: E402
 from wsjax.sharing import count_params, flatten_paths, path_str  # noqa: E402
-from wsjax.sharing.codebook import codebook_bits, quantize  # noqa: E402
+from wsjax.sharing.codebook import quantize  # noqa: E402
 from wsjax.sharing.kmeans import INITS  # noqa: E402
 from wsjax.sharing.mask import masked  # noqa: E402
 from wsjax.storage.sparse import encode_positions  # noqa: E402
@@ -172,23 +173,31 @@ def _kept_targets(model_name, scale):
     return {f"^{p}$": 1.0 - min(1.0, scale * k) for p, k in KEEP[model_name].items()}
 
 
-def _quantize_and_store(model, pruned, cfg, train, val, score, seed, loop, desc, file_path, bits=None):
-    """Stages 3 and 4 for one pruned net: k-means, centroid retraining, the file, loaded back.
-    ``bits``: per-layer bit widths as ``quantize`` takes them (None: Han's 8 conv, 5 fc)."""
-    t = quantize(r"kernel$", bits, init="linear")
-    st = t.init(jax.random.key(seed), pruned)
-    before = score(jax.device_get(t.apply(st)))
-    n_quant = cfg.get("quant_examples")
-    quant_train = train if not n_quant else (train[0][:n_quant], train[1][:n_quant])
-    quantized, _, seconds = common.retrain_through(model, t, st, quant_train, val, cfg["quant_epochs"], cfg["quant_lr"],
-                                                   seed, loop, desc, batch_size=BATCH)
-    report, loaded, in_memory, from_file, stored = common.store_and_reload(quantized, file_path, score)
+def _level_net(params, masks):
+    """A trajectory level as a pipeline's starting point: ``W = theta * M``."""
+    t = masked(masks)
+    return pipeline.Compressed(t, t.init(jax.random.key(0), params), masks)
+
+
+def _quantize_and_store(model, level_net, cfg, train, val, score, seed, loop, desc, file_path, bits=None):
+    """Stages 3 and 4 for one pruned net, as the library's pipeline: k-means of the
+    survivors (masks kept), centroid retraining, the file, loaded back.
+    ``bits``: per-layer bit widths as ``Quantize`` takes them (None: Han's 8 conv, 5 fc)."""
+    net = pipeline.from_linen(model, level_net.params)
+    quantized = pipeline.Pipeline([pipeline.Quantize(bits, init="linear")]).run(
+        net, train, val, seed=seed, start_from=level_net, progress=False)
+    before = score(jax.device_get(quantized.params))
+    retrained = pipeline.Pipeline([pipeline.Retrain(cfg["quant_epochs"], cfg["quant_lr"],
+                                                    examples=cfg.get("quant_examples"))]).run(
+        net, train, val, seed=seed, start_from=quantized, loop=loop, progress=False, label=desc + " ")
+    params = jax.device_get(retrained.params)
+    report, loaded, in_memory, from_file, stored = common.store_and_reload(params, file_path, score)
     fixed = report.file_overhead_bytes + sum(layer.stored_bytes_fixed for layer in report.layers)
     return dict(
-        quantized=quantized, report=report, accuracy_before_retraining=before,
+        quantized=params, report=report, accuracy_before_retraining=before,
         in_memory_accuracy=in_memory, file_accuracy=from_file, val_accuracy=score(loaded, "val"),
-        fixed_bytes=fixed, file_bytes=stored, free_params=count_params(st.theta),
-        bits=codebook_bits(st), seconds=seconds,
+        fixed_bytes=fixed, file_bytes=stored, free_params=count_params(retrained.state.theta),
+        bits=retrained.history[-2]["bits"], seconds=retrained.history[-1]["seconds"],
     )
 
 
@@ -226,12 +235,13 @@ def _prune_level(job: _Pruning, i: int, previous: Level, level_path: str) -> Lev
     the dense net) to Han's fractions times ``job.cfg["levels"][i]``, retrain the survivors
     through the mask, save the level's state."""
     scale = job.cfg["levels"][i]
-    masks = pruning.sparsity_masks(previous.params, _kept_targets(job.model_name, scale), current=previous.masks)
-    t = masked(masks)
-    st = t.init(jax.random.key(job.seed), previous.params)
-    params, _, sec = common.retrain_through(job.model, t, st, job.train, job.val, job.cfg["prune_epochs"],
-                                            job.cfg["prune_lr"], job.seed + i, job.loop,
-                                            f"{job.model_name} prune x{scale:g}", batch_size=BATCH)
+    start = pipeline.start(previous.params)._replace(masks=previous.masks)
+    pruned = pipeline.Pipeline([
+        pipeline.Prune(_kept_targets(job.model_name, scale)),
+        pipeline.Retrain(job.cfg["prune_epochs"], job.cfg["prune_lr"], seed=job.seed + i),
+    ]).run(pipeline.from_linen(job.model, previous.params), job.train, job.val, seed=job.seed, start_from=start,
+           loop=job.loop, progress=False, label=f"{job.model_name} prune x{scale:g} ")
+    params, masks, sec = jax.device_get(pruned.params), pruned.masks, pruned.history[-1]["seconds"]
     level = Level(params, masks, previous.seconds + sec, previous.epochs + job.cfg["prune_epochs"])
     _save_state(level_path, {"params": params, "masks": flatten_paths(masks), "seconds": level.seconds,
                              "epochs": level.epochs})
@@ -311,7 +321,7 @@ def compress(model_name, dataset, seed, quick, out_dir):
         pruned_acc = score(params)
         file_path = os.path.join(out_dir, f"{model_name}.wsjax" if scale == 1.0 else
                                  f"{model_name}-scale{scale:g}.wsjax")
-        q = _quantize_and_store(model, params, cfg, train, val, score, seed, loop,
+        q = _quantize_and_store(model, _level_net(params, masks), cfg, train, val, score, seed, loop,
                                 f"{model_name} quantized x{scale:g}", file_path)
         row = {
             "model": model_name, "scale": scale, "kept_fraction": pruning.density(masks),
@@ -422,14 +432,15 @@ def bits_study(dataset, seed, quick, out_dir):
         train, val, test = _data(model_name, dataset, seed, quick)
         score = Scorer(model, val, test)
         dense_acc = score(jax.device_get(dense))
-        pruned, _ = pruned_net(model_name, dataset, seed, quick, scale, out_dir)
+        pruned, pruned_masks = pruned_net(model_name, dataset, seed, quick, scale, out_dir)
         pruned_acc, n = score(pruned), count_params(pruned)
         for b in fc_bits:
             if (model_name, b) in done:
                 rows.append(done[(model_name, b)])
                 continue
             file_path = os.path.join(out_dir, f"{model_name}-scale{scale:g}-fc{b}bits.wsjax")
-            q = _quantize_and_store(model, pruned, cfg, train, val, score, seed, _loop(model_name),
+            q = _quantize_and_store(model, _level_net(pruned, pruned_masks), cfg, train, val, score, seed,
+                                    _loop(model_name),
                                     f"{model_name} x{scale:g} fc {b} bits", file_path,
                                     bits=lambda path, leaf, b=b: 8 if leaf.ndim == 4 else b)
             row = {"model": model_name, "scale": scale, "fc_bits": b, "conv_bits": 8, "bits": q["bits"],

@@ -48,10 +48,10 @@ import numpy as np
 import optax
 from flax import serialization
 
-from wsjax import penalties, pruning, storage
+from wsjax import compress as pipeline
+from wsjax import penalties, storage
 from wsjax.sharing import count_params
-from wsjax.sharing.codebook import quantize
-from wsjax.train import classifier, evaluate, fit
+from wsjax.train import classifier, evaluate
 
 KERNELS = r"kernel"
 PAPER = {"lenet300100": (64.0, "1.89 -> 1.94 % error"), "lenet5": (162.0, "0.88 -> 0.97 % error")}
@@ -118,7 +118,7 @@ MIXTURE_INIT = "kmeans"
 #: The optional composition after the snap: Deep Compression's trained quantization with the
 #: snapped values as the codebook (assignments and zeros frozen), centroids fine-tuned.
 FINETUNE_EPOCHS, FINETUNE_LR = 2, 1e-4
-FINETUNE = quantize(KERNELS + "$", None, init="kmeans++")  # Han's default bits: 8 conv, 5 fc
+FINETUNE = pipeline.Pipeline([pipeline.Quantize(None, init="kmeans++", include=KERNELS + "$")])  # 8 conv, 5 fc
 QUICK_FINETUNE_EPOCHS = 1
 VALIDATION = 5000
 
@@ -134,34 +134,21 @@ def mixture_optimizer():
     )
 
 
-def soft_retrain(model, params, train, val, run: Run, seed, loop, progress=True, masks=None):
-    """Retrain ``params`` under the learned mixture prior; returns (params, mixture, history).
+def soft_pipeline(run: Run) -> pipeline.Pipeline:
+    """Ullrich et al.'s retraining for one run, as a library pipeline stage.
 
-    The objective is Ullrich et al.'s ``mean cross-entropy + (tau / N) * (-log p(w) - log
-    p(mixture))`` with ``N`` the number of training images, so ``run.tau`` is their loss weight.
-    ``masks`` (a pruned net's): its pruned weights stay exactly zero (``pruning.keep_pruned``).
+    The objective is their ``mean cross-entropy + (tau / N) * (-log p(w) - log p(mixture))``
+    with ``N`` the number of training images, so ``run.tau`` is their loss weight. A pruned
+    start's zeros stay exactly zero (the stage keeps the masks it is given).
     """
-    loss_fn, eval_fn = classifier(lambda th, x: model.apply({"params": th}, x))
-    steps = run.epochs * (len(train[0]) // 100)
-    sws = penalties.soft_weight_sharing(
-        strength=run.tau / len(train[0]),
-        num_components=17,
-        init=MIXTURE_INIT,
-        include=KERNELS,
-        zero_component=True,
-        pi_zero=run.pi_zero,
-        hyper_prior=penalties.HyperPrior(precision=PRECISION_PRIOR, zero_precision=ZERO_PRECISION_PRIOR),
-        mixture_optimizer=mixture_optimizer(),
-        init_std=INIT_STD,
-    )
-    keep = () if masks is None else (pruning.keep_pruned(masks),)
-    tx = optax.chain(sws, optax.adam(optax.cosine_decay_schedule(run.weight_lr, steps, alpha=0.1)), *keep)
-    result = fit(
-        loss_fn, params, tx, train, eval=val, eval_fn=eval_fn, epochs=run.epochs, batch_size=100,
-        seed=seed, loop=loop, progress=progress, desc=run.label(),
-    )
-    mixture = result.opt_state[0].mixture
-    return result.theta, mixture, result.history
+    return pipeline.Pipeline([pipeline.SoftShare(
+        tau=run.tau, epochs=run.epochs, lr=run.weight_lr, pi_zero=run.pi_zero, num_components=17,
+        mixture_init=MIXTURE_INIT, init_std=INIT_STD, include=KERNELS, mixture_optimizer=mixture_optimizer,
+        hyper_prior=penalties.HyperPrior(precision=PRECISION_PRIOR, zero_precision=ZERO_PRECISION_PRIOR))])
+
+
+#: Merge components closer than this symmetric KL, then snap every kernel weight.
+SNAP = pipeline.Pipeline([pipeline.Snap(kl_threshold=1e-2, include=KERNELS)])
 
 
 def compress(model_name, dataset, seed, quick, out_dir, progress=True):
@@ -200,25 +187,31 @@ def compress(model_name, dataset, seed, quick, out_dir, progress=True):
             start, masks = deep_compression.pruned_net(model_name, dataset, seed, quick, run.prune_scale, dc_out)
             extra = {"pruned_accuracy": evaluate(eval_fn, start, *test)["accuracy"]}
         t0 = time.perf_counter()
-        soft, mixture, history = soft_retrain(model, start, train, val, run, seed, loop, progress, masks=masks)
-        merged = penalties.merge_components(mixture, kl_threshold=1e-2)
-        snapped, stats = penalties.snap_to_components(soft, merged, include=KERNELS)
+        net = pipeline.from_linen(model, start)
+        soft_net = soft_pipeline(run).run(net, train, val, seed=seed, start_from=pipeline.start(start)._replace(masks=masks),
+                                          loop=loop, progress=progress, label=run.label() + " ")
+        snapped_net = SNAP.run(net, train, val, seed=seed, start_from=soft_net)
+        soft, snapped = jax.device_get(soft_net.params), jax.device_get(snapped_net.params)
+        learned, snap = soft_net.history[-1], snapped_net.history[-1]
+        mixture, history = penalties.Mixture(**{k: np.asarray(v, np.float32) for k, v in learned["mixture"].items()}), learned["per_epoch"]
+        merged = penalties.Mixture(**{k: np.asarray(v, np.float32) for k, v in snap["merged"].items()})
         acc_soft = evaluate(eval_fn, soft, *test)["accuracy"]
         seconds = time.perf_counter() - t0
         base = {"model": model_name, "free_params": n, "dense_bytes": 4 * n, **run._asdict(),
-                "accuracy_before_snap": acc_soft, "nonzero_fraction": stats.nonzero_fraction,
-                "components_after_merge": int(merged.means.shape[0]), **extra}
+                "accuracy_before_snap": acc_soft, "nonzero_fraction": snap["nonzero_fraction"],
+                "components_after_merge": snap["components"], **extra}
         path = stem + ".wsjax"
         row = {**base, "method": run.label(), "seconds": seconds,
-               "distinct_values": stats.distinct_values, **_store_and_score(snapped, path, eval_fn, test, val, dense_acc, n)}
+               "distinct_values": snap["distinct_values"], **_store_and_score(snapped, path, eval_fn, test, val, dense_acc, n)}
         # Composition: the snapped values become a per-layer codebook (k-means++ on a layer's
         # few distinct values finds them up to float32 rounding, see codebook_max_abs_error),
         # centroids retrained, zeros stay zero.
         ft_epochs = QUICK_FINETUNE_EPOCHS if quick else FINETUNE_EPOCHS
-        ft_state = FINETUNE.init(jax.random.key(seed), snapped)
-        codebook_error = _codebook_error(FINETUNE, ft_state, snapped)
-        tuned, _, ft_seconds = common.retrain_through(model, FINETUNE, ft_state, train, val, ft_epochs, FINETUNE_LR,
-                                                      seed, loop, f"{model_name} centroid fine-tune")
+        quantized = FINETUNE.run(net, train, val, seed=seed, start_from=snapped_net)
+        codebook_error = _codebook_error(jax.device_get(quantized.params), snapped)
+        tuned_net = pipeline.Pipeline([pipeline.Retrain(ft_epochs, FINETUNE_LR)]).run(
+            net, train, val, seed=seed, start_from=quantized, loop=loop, progress=False)
+        tuned, ft_seconds = jax.device_get(tuned_net.params), tuned_net.history[-1]["seconds"]
         ft_path = stem + "-finetuned.wsjax"
         ft_row = {**base, "method": run.label() + " + centroid fine-tune",
                   "seconds": seconds + ft_seconds, "finetune_epochs": ft_epochs, "codebook_max_abs_error": codebook_error,
@@ -232,16 +225,15 @@ def compress(model_name, dataset, seed, quick, out_dir, progress=True):
             f.write(serialization.to_bytes({"before": mixture, "merged": merged, "history": history}))
         print(f"  {model_name} {run.label()}: before snap {acc_soft:.4f}, snapped {row['test_accuracy']:.4f} "
               f"({row['compression']:.1f}x), fine-tuned {ft_row['test_accuracy']:.4f} ({ft_row['compression']:.1f}x), "
-              f"nonzero {stats.nonzero_fraction:.4f}", flush=True)
+              f"nonzero {snap['nonzero_fraction']:.4f}", flush=True)
         rows += [row, ft_row]
         mixtures[(model_name, run)] = (mixture, soft, dense, "before the snap")
     return rows, mixtures
 
 
-def _codebook_error(transform, state, snapped) -> float:
+def _codebook_error(quantized, snapped) -> float:
     """Largest ``|codebook weight - snapped weight|`` at the start of the centroid fine-tune
     (k-means++ on a layer's few distinct values; float32 rounding of the means)."""
-    quantized = jax.device_get(transform.apply(state))
     return float(max(np.max(np.abs(np.asarray(a) - np.asarray(b)))
                      for a, b in zip(jax.tree.leaves(quantized), jax.tree.leaves(snapped))))
 

@@ -33,49 +33,40 @@ def _layer(seed=0, shape=(12, 9), density=0.6):
 
 class TestCodebookWeights(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
-    def test_forward_is_gather_times_mask(self):
+    def test_forward_is_a_gather(self):
         c = jnp.array([-1.0, 0.5, 2.0, 3.0])
         a = jnp.array([[0, 3], [2, 1]], jnp.uint8)
-        m = jnp.array([[True, False], [True, True]])
-        out = self.variant(codebook_weights)(c, a, m)
-        np.testing.assert_array_equal(np.asarray(out), [[-1.0, 0.0], [2.0, 0.5]])
+        out = self.variant(codebook_weights)(c, a)
+        np.testing.assert_array_equal(np.asarray(out), [[-1.0, 3.0], [2.0, 0.5]])
 
     def test_centroid_gradient_is_segment_sum_of_member_gradients(self):
         rng = np.random.default_rng(0)
         c = jnp.asarray(rng.normal(size=8), jnp.float32)
         a = jnp.asarray(rng.integers(0, 8, (6, 5)), jnp.uint8)
-        m = jnp.asarray(rng.random((6, 5)) < 0.7)
         g_w = jnp.asarray(rng.normal(size=(6, 5)), jnp.float32)
-        grad = jax.grad(lambda c: jnp.sum(codebook_weights(c, a, m) * g_w))(c)
+        grad = jax.grad(lambda c: jnp.sum(codebook_weights(c, a) * g_w))(c)
         want = np.zeros(8)
-        np.add.at(want, np.asarray(a).ravel(), (np.asarray(g_w) * np.asarray(m)).ravel())
+        np.add.at(want, np.asarray(a).ravel(), np.asarray(g_w).ravel())
         np.testing.assert_allclose(np.asarray(grad), want, rtol=1e-5, atol=1e-6)
 
     def test_custom_vjp_matches_autodiff_and_finite_differences(self):
         rng = np.random.default_rng(1)
         c = jnp.asarray(rng.normal(size=16), jnp.float32)
         a = jnp.asarray(rng.integers(0, 16, (7, 4)), jnp.uint8)
-        m_bool = jnp.asarray(rng.random((7, 4)) < 0.6)
-        m_float = m_bool.astype(jnp.float32) * 0.5
-        f = lambda c, m: jnp.sum(jnp.sin(codebook_weights(c, a, m)))
-        ref = lambda c, m: jnp.sum(jnp.sin(jnp.take(c, a.astype(jnp.int32)) * m.astype(c.dtype)))
-        for m in (m_bool, m_float):
-            np.testing.assert_allclose(
-                np.asarray(jax.grad(f)(c, m)), np.asarray(jax.grad(ref)(c, m)), rtol=1e-5, atol=1e-6
-            )
-        check_grads(lambda c: codebook_weights(c, a, m_bool), (c,), order=2, modes=["rev"])
-        check_grads(lambda c, m: codebook_weights(c, a, m), (c, m_float), order=2, modes=["rev"])
+        f = lambda c: jnp.sum(jnp.sin(codebook_weights(c, a)))
+        ref = lambda c: jnp.sum(jnp.sin(jnp.take(c, a.astype(jnp.int32))))
+        np.testing.assert_allclose(np.asarray(jax.grad(f)(c)), np.asarray(jax.grad(ref)(c)), rtol=1e-5, atol=1e-6)
+        check_grads(lambda c: codebook_weights(c, a), (c,), order=2, modes=["rev"])
 
 
 class TestQuantize:
-    def test_leaf_keeps_mask_and_uses_at_most_2_to_the_bits_values(self):
+    def test_leaf_clusters_only_masked_in_weights_into_at_most_2_to_the_bits_values(self):
         w, keep = _layer()
-        st = quantize_leaf(jax.random.key(0), w, 3)
+        st = quantize_leaf(jax.random.key(0), w, 3, mask=keep)
         assert st.theta.shape == (8,)
         assert isinstance(st.frozen, CodebookFrozen)
         assert st.frozen.assignments.dtype == jnp.uint8
-        np.testing.assert_array_equal(np.asarray(st.frozen.mask), np.asarray(keep))
-        out = np.asarray(codebook_weights(st.theta, *st.frozen))
+        out = np.asarray(jnp.where(keep, codebook_weights(st.theta, *st.frozen), 0.0))
         assert np.all(out[~np.asarray(keep)] == 0)
         assert not np.any(np.signbit(out[~np.asarray(keep)]))  # +0.0, not -0.0
         assert len(np.unique(out[np.asarray(keep)])) <= 8
@@ -92,7 +83,7 @@ class TestQuantize:
         assert st.frozen.assignments.dtype == jnp.uint16 and st.theta.shape == (1024,)
 
     def test_fully_pruned_layer_gets_zero_codebook(self):
-        st = quantize_leaf(jax.random.key(0), jnp.zeros((4, 4)), 2)
+        st = quantize_leaf(jax.random.key(0), jnp.zeros((4, 4)), 2, mask=jnp.zeros((4, 4), bool))
         np.testing.assert_array_equal(np.asarray(codebook_weights(st.theta, *st.frozen)), 0)
 
     def test_bits_resolution(self):
@@ -192,7 +183,7 @@ def test_quantized_retraining_moves_centroids_and_keeps_the_structure():
     assert np.all(k_after[~keep] == 0)
     assert len(np.unique(k_after[keep])) <= 8
     # same members share a value before and after: only the centroids moved
-    a = np.asarray(st.frozen["Dense_0/kernel"].assignments)
+    a = np.asarray(st.frozen[1]["Dense_0/kernel"].assignments)  # frozen: (masks, codebook)
     for j in np.unique(a[keep]):
         assert len(np.unique(k_after[keep & (a == j)])) == 1
     assert not np.array_equal(k_before, k_after)
@@ -211,3 +202,51 @@ def test_quantized_model_round_trips_through_storage_bit_exactly(tmp_path):
     chex.assert_trees_all_equal(jax.tree.map(np.asarray, loaded), jax.tree.map(np.asarray, w))
     assert float(loss(loaded)) == float(loss(w))
     assert report.file_bytes == (tmp_path / "model.wsjax").stat().st_size
+
+
+def test_chain_of_mask_and_codebook_trains_and_stores_with_pruned_weights_exactly_zero(tmp_path):
+    """``chain(masked(m), codebook())``: the codebook sees the mask around it, clusters only
+    the survivors, and retraining the centroids leaves every pruned weight at +0.0."""
+    from wsjax.sharing import chain, select
+
+    params, loss = _toy_problem()
+    rng = np.random.default_rng(4)
+    masks = {"Dense_0": {"kernel": jnp.asarray(rng.random((10, 32)) < 0.3), "bias": None},
+             "Dense_1": {"kernel": jnp.asarray(rng.random((32, 4)) < 0.6), "bias": None}}
+    t = chain(masked(masks), select(r"kernel$", codebook(3)))
+    st = t.init(jax.random.key(0), params)
+    to_w = bind(t, st)
+    before = to_w(st.theta)
+    for path, m in (("Dense_0/kernel", masks["Dense_0"]["kernel"]), ("Dense_1/kernel", masks["Dense_1"]["kernel"])):
+        w0 = np.asarray(flatten_paths(params)[path])
+        c = np.asarray(st.theta["inner"][path])
+        m = np.asarray(m)
+        # the centroids are k-means of the survivors only: each lies inside their range
+        assert c.min() >= w0[m].min() - 1e-6 and c.max() <= w0[m].max() + 1e-6
+    theta = _train(lambda th: loss(to_w(th)), st.theta, steps=30)
+    after = jax.device_get(to_w(theta))
+    assert loss(after) < loss(before)
+    for path, m in (("Dense_0/kernel", masks["Dense_0"]["kernel"]), ("Dense_1/kernel", masks["Dense_1"]["kernel"])):
+        k = np.asarray(flatten_paths(after)[path])
+        m = np.asarray(m)
+        assert np.all(k[~m] == 0) and not np.any(np.signbit(k[~m]))
+        assert np.count_nonzero(k[m]) == m.sum()  # no survivor collapsed onto zero
+        assert len(np.unique(k[m])) <= 8
+    report = storage.save(tmp_path / "chain.wsjax", after)
+    loaded = storage.load(tmp_path / "chain.wsjax")
+    chex.assert_trees_all_equal(jax.tree.map(np.asarray, loaded), jax.tree.map(np.asarray, after))
+    rows = {layer.name: layer for layer in report.layers}
+    assert rows["Dense_0/kernel"].n_nonzero == int(np.asarray(masks["Dense_0"]["kernel"]).sum())
+    assert rows["Dense_0/kernel"].encoding == "sparse"
+
+
+def test_quantize_is_the_chain_of_a_nonzero_mask_and_a_codebook():
+    params, _ = _toy_problem()
+    keep = np.random.default_rng(5).random((10, 32)) < 0.5
+    params = {**params, "Dense_0": {**params["Dense_0"], "kernel": params["Dense_0"]["kernel"] * keep}}
+    from wsjax.sharing import chain, select
+
+    a = quantize(r"kernel$", 3)
+    b = select(r"kernel$", chain(masked(lambda leaves: {p: x != 0 for p, x in leaves.items()}), codebook(3)))
+    sa, sb = a.init(jax.random.key(0), params), b.init(jax.random.key(0), params)
+    chex.assert_trees_all_equal(jax.device_get(a.apply(sa)), jax.device_get(b.apply(sb)))

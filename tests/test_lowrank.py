@@ -80,7 +80,7 @@ class TinyCNN(nn.Module):
 def test_conv_kernels_and_per_path_ranks():
     params = TinyCNN().init(jax.random.key(0), jnp.zeros((1, 9, 9, 1)))["params"]
     ranks = {"Conv_1/kernel": 8}
-    t = low_rank(rank=ranks, pattern=r"Conv_1/kernel$")
+    t = low_rank(rank=ranks, include=r"Conv_1/kernel$")
     s = t.init(jax.random.key(1), params)
     chex.assert_shape(s.theta["inner"]["Conv_1/kernel"]["u"], (5 * 5 * 20, 8))
     out = t.apply(s)

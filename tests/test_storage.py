@@ -373,8 +373,8 @@ def test_wrong_magic_and_version():
     with pytest.raises(StorageError, match="not a wsjax storage file"):
         storage.decode(b"hello")
     newer = data[:-4]
-    newer[8:10] = struct.pack("<H", 2)
-    with pytest.raises(StorageError, match="version 2.*reads version 1"):
+    newer[8:10] = struct.pack("<H", 3)
+    with pytest.raises(StorageError, match="version 3.*reads versions 1 and 2"):
         storage.decode(with_crc(bytes(newer)))
     flipped = bytearray(data)
     flipped[40] ^= 0x10

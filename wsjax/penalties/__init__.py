@@ -15,7 +15,7 @@ from wsjax.penalties.elimination import (
     weight_elimination_penalty,
 )
 from wsjax.penalties.hyperpriors import Beta, Gamma, HyperPrior, InverseGamma, hyper_log_prior
-from wsjax.penalties.init import init_mixture, kmeans_1d
+from wsjax.penalties.init import init_mixture
 from wsjax.penalties.l2 import l2, l2_penalty
 from wsjax.penalties.leaves import selected_leaves
 from wsjax.penalties.mixture import (

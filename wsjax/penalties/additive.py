@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from wsjax.penalties.leaves import Include, add_to_selected, path_matcher, selected_leaves
+from wsjax.penalties.leaves import Include, add_to_selected, selected_leaves
+from wsjax.sharing.paths import matcher
 
 Strength = Union[float, jax.Array, Callable[[jax.Array], jax.Array]]
 
@@ -53,7 +54,7 @@ def additive_penalty(
 ) -> optax.GradientTransformationExtraArgs:
     """``updates[w] += strength * grad_fn(w)`` for every selected leaf ``w`` of ``params``."""
     check_strength(strength)
-    path_matcher(include)
+    matcher(include)  # validate early
 
     def init_fn(params):
         selected_leaves(params, include)

@@ -37,37 +37,36 @@ def _check_positive(name: str, **values: float) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Gamma:
-    """``Gamma(alpha, beta)`` (shape, rate) on the precision ``lambda = 1/sigma^2``."""
+class _OnVariance:
+    """A shape/scale prior on a component's variance, evaluated at its log-variance:
+    ``a log b - lgamma(a) - exponent * log_var - b exp(-log_var)``."""
 
     alpha: float
     beta: float
 
     def __post_init__(self):
-        _check_positive("Gamma", alpha=self.alpha, beta=self.beta)
+        _check_positive(type(self).__name__, alpha=self.alpha, beta=self.beta)
 
     def log_prob(self, log_var: jax.Array) -> jax.Array:
-        """``log p(lambda)`` at ``lambda = exp(-log_var)``."""
         log_var = jnp.clip(log_var, MIN_LOG_VAR, MAX_LOG_VAR)
         a, b = self.alpha, self.beta
-        return a * jnp.log(b) - gammaln(a) - (a - 1.0) * log_var - b * jnp.exp(-log_var)
+        return a * jnp.log(b) - gammaln(a) - self._exponent() * log_var - b * jnp.exp(-log_var)
 
 
-@dataclasses.dataclass(frozen=True)
-class InverseGamma:
-    """``InvGamma(alpha, beta)`` (shape, scale) on the variance ``sigma^2``."""
+class Gamma(_OnVariance):
+    """``Gamma(alpha, beta)`` (shape, rate) on the precision ``lambda = 1/sigma^2``:
+    ``log p(lambda)`` at ``lambda = exp(-log_var)``."""
 
-    alpha: float
-    beta: float
+    def _exponent(self):
+        return self.alpha - 1.0
 
-    def __post_init__(self):
-        _check_positive("InverseGamma", alpha=self.alpha, beta=self.beta)
 
-    def log_prob(self, log_var: jax.Array) -> jax.Array:
-        """``log p(sigma^2)`` at ``sigma^2 = exp(log_var)``."""
-        log_var = jnp.clip(log_var, MIN_LOG_VAR, MAX_LOG_VAR)
-        a, b = self.alpha, self.beta
-        return a * jnp.log(b) - gammaln(a) - (a + 1.0) * log_var - b * jnp.exp(-log_var)
+class InverseGamma(_OnVariance):
+    """``InvGamma(alpha, beta)`` (shape, scale) on the variance ``sigma^2``:
+    ``log p(sigma^2)`` at ``sigma^2 = exp(log_var)``."""
+
+    def _exponent(self):
+        return self.alpha + 1.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,36 +22,9 @@ import numpy as np
 
 from wsjax.penalties.leaves import Include, selected_leaves
 from wsjax.penalties.mixture import MAX_LOG_VAR, MIN_LOG_VAR, Mixture
+from wsjax.sharing.kmeans import kmeans_1d
 
 METHODS = ("even", "kmeans")
-
-
-def kmeans_1d(values: np.ndarray, k: int, *, iters: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd's algorithm on scalars, started from the ``(i + 1/2)/k`` quantiles (deterministic).
-
-    Returns ``(centres, assignment)``: ``centres`` sorted ascending, shape ``(k,)``;
-    ``assignment[i]`` the index of the centre nearest ``values[i]``.
-    """
-    x = np.asarray(values, np.float64).ravel()
-    if x.size == 0:
-        raise ValueError("kmeans_1d needs at least one value")
-    if k < 1:
-        raise ValueError(f"kmeans_1d needs k >= 1, got {k}")
-    xs = np.sort(x)
-    prefix = np.concatenate([[0.0], np.cumsum(xs)])
-    centres = np.quantile(xs, (np.arange(k) + 0.5) / k)
-    for _ in range(iters):
-        bounds = 0.5 * (centres[1:] + centres[:-1])
-        cuts = np.concatenate([[0], np.searchsorted(xs, bounds), [xs.size]])
-        counts = np.diff(cuts)
-        sums = prefix[cuts[1:]] - prefix[cuts[:-1]]
-        new = np.where(counts > 0, sums / np.maximum(counts, 1), centres)
-        new = np.sort(new)
-        if np.array_equal(new, centres):
-            break
-        centres = new
-    bounds = 0.5 * (centres[1:] + centres[:-1])
-    return centres, np.searchsorted(bounds, x)
 
 
 @functools.partial(jax.jit, static_argnames=("pi_zero",))
@@ -88,8 +61,10 @@ def init_mixture(
       num_components: ``K``, counting the zero component when there is one.
       method: ``'even'``: the free means evenly spaced from the smallest to the largest
         weight, equal variances and mixing weights (traceable, works under ``jit``);
-        ``'kmeans'``: the free means are 1-D k-means centres of the weights, each with its
-        cluster's variance and share of the weights (host side, needs concrete arrays).
+        ``'kmeans'``: the free means are 1-D k-means centres of the weights
+        (:func:`wsjax.sharing.kmeans.kmeans_1d`, started from the ``(i + 1/2)/k`` quantiles,
+        ``init='density'``), each with its cluster's variance and share of the weights
+        (needs concrete arrays).
       zero_component: make component 0 a component at ``mu_0 = 0`` with mixing weight
         ``pi_zero`` (the rest share ``1 - pi_zero``).
       pi_zero: initial (or fixed, see :func:`~wsjax.penalties.soft_weight_sharing`) ``pi_0``.
@@ -151,7 +126,9 @@ def _kmeans(leaves: list[jax.Array], n: int, init_std: float | None):
             "call it outside jit (or use method='even')"
         )
     x = np.concatenate([np.asarray(w, np.float64).ravel() for w in leaves])
-    centres, assign = kmeans_1d(x, n)
+    result = kmeans_1d(x.astype(np.float32), n, init="density")
+    centres = np.asarray(result.centroids, np.float64)
+    assign = np.asarray(result.assignments)
     width = float(x.max() - x.min()) or 1.0
     floor = (1e-3 * width) ** 2
     counts = np.bincount(assign, minlength=n).astype(np.float64)

@@ -6,30 +6,13 @@ A penalty sees the selected leaves as a flat ``{path: leaf}`` dict (the same con
 
 from __future__ import annotations
 
-import re
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 
 from wsjax.sharing.core import flatten_paths, path_str
-
-Include = Union[str, re.Pattern, Callable[[str], bool]]
-
-
-def path_matcher(include: Include) -> Callable[[str], bool]:
-    """A predicate on '/'-joined paths: a regex (``re.search``) or a callable used as is."""
-    if isinstance(include, re.Pattern):
-        return lambda p: include.search(p) is not None
-    if isinstance(include, str):
-        try:
-            rx = re.compile(include)
-        except re.error as e:
-            raise ValueError(f"include={include!r} is not a valid regex: {e}") from e
-        return lambda p: rx.search(p) is not None
-    if callable(include):
-        return include
-    raise TypeError(f"include must be a regex string, re.Pattern or callable, got {include!r}")
+from wsjax.sharing.paths import Include, matcher
 
 
 def _is_float_array(x) -> bool:
@@ -43,7 +26,7 @@ def selected_leaves(params: Any, include: Include, *, require: bool = True) -> d
     """
     if params is None:
         raise ValueError("params is None: a weight penalty needs the current parameters")
-    match = path_matcher(include)
+    match = matcher(include)
     flat = flatten_paths(params)
     chosen = {p: x for p, x in flat.items() if _is_float_array(x) and match(p)}
     if require and not chosen:

@@ -29,8 +29,9 @@ import optax
 from wsjax.penalties.additive import Strength, check_strength, strength_at
 from wsjax.penalties.hyperpriors import HyperPrior, hyper_log_prior
 from wsjax.penalties.init import init_mixture
-from wsjax.penalties.leaves import Include, add_to_selected, path_matcher, selected_leaves
+from wsjax.penalties.leaves import Include, add_to_selected, selected_leaves
 from wsjax.penalties.mixture import Mixture, check_mixture, constrain, log_prior
+from wsjax.sharing.paths import matcher
 
 
 class SoftWeightSharingState(NamedTuple):
@@ -105,7 +106,7 @@ def soft_weight_sharing(
       ``params``.
     """
     check_strength(strength)
-    path_matcher(include)  # validate early
+    matcher(include)  # validate early
     if not zero_component and learn_pi_zero:
         raise ValueError("learn_pi_zero needs zero_component=True")
     if isinstance(init, Mixture):

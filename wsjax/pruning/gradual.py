@@ -20,14 +20,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from wsjax.pruning.magnitude import Include, PerLayer, _check_fraction, _matcher, _per_layer
+from wsjax.pruning.magnitude import _check_fraction, _number
 from wsjax.pruning.schedules import Schedule
 from wsjax.sharing.core import path_str
+from wsjax.sharing.paths import KERNELS, Include, PerLayer, matcher, per_layer
 
 
 class GradualPruningState(NamedTuple):
     count: jax.Array  # int32, steps taken
-    masks: Any  # bool array per param leaf (all True where nothing is pruned)
+    masks: Any  # the one mask representation: a bool array per pruned leaf, None for the others
 
 
 def _prune_to(w: jax.Array, keep: jax.Array, n_prune: jax.Array) -> jax.Array:
@@ -41,7 +42,7 @@ def gradual_pruning(
     schedule: Schedule,
     *,
     every: int = 100,
-    include: Include = r"kernel$",
+    include: Include = KERNELS,
 ) -> optax.GradientTransformation:
     """Prune the included leaves towards ``target`` sparsity along ``schedule``.
 
@@ -55,14 +56,14 @@ def gradual_pruning(
     """
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be a positive int, got {every!r}")
-    match = _matcher(include)
+    match = matcher(include)
 
     def targets(params):
         def one(kp, _):
             path = path_str(kp)
             if not match(path):
                 return None
-            s = _per_layer(target, path, "target", default=None)
+            s = per_layer(target, path, name="target", check=_number("target"))
             return None if s is None else _check_fraction(s, path)
 
         return jax.tree_util.tree_map_with_path(one, params)
@@ -70,7 +71,8 @@ def gradual_pruning(
     def init(params):
         if not any(t is not None for t in jax.tree.leaves(targets(params), is_leaf=lambda x: x is None)):
             raise ValueError(f"gradual_pruning: include={include!r} / target select no leaf")
-        masks = jax.tree.map(lambda p: jnp.ones(jnp.shape(p), jnp.bool_), params)
+        masks = jax.tree.map(lambda t, p: None if t is None else jnp.ones(jnp.shape(p), jnp.bool_),
+                             targets(params), params, is_leaf=lambda x: x is None)
         return GradualPruningState(jnp.zeros((), jnp.int32), masks)
 
     def update(updates, state, params=None):

@@ -20,34 +20,20 @@ Compression <https://arxiv.org/abs/1510.00149>`_, 2016.
 
 from __future__ import annotations
 
-import re
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
 
 from wsjax.sharing.core import flatten_paths, path_str
+from wsjax.sharing.paths import KERNELS, Include, PerLayer, matcher, per_layer
 
-Include = Union[str, Callable[[str], bool]]
-PerLayer = Union[float, Mapping[str, float]]
 SCOPES = ("layer", "global")
 
 
-def _matcher(include: Include) -> Callable[[str], bool]:
-    if callable(include):
-        return include
-    rx = re.compile(include)
-    return lambda p: rx.search(p) is not None
-
-
-def _per_layer(value: PerLayer, path: str, name: str, default: float | None = None):
-    """The value for ``path``: a number, or the first ``{regex: number}`` entry matching it."""
-    if isinstance(value, Mapping):
-        for pattern, v in value.items():
-            if re.search(pattern, path):
-                return _check_number(v, name, path)
-        return default
-    return _check_number(value, name, path)
+def _number(name: str) -> Callable[[Any, str], float]:
+    """A ``check`` for :func:`wsjax.sharing.paths.per_layer`: the value must be a number."""
+    return lambda v, path: _check_number(v, name, path)
 
 
 def _check_number(v, name, path):
@@ -75,7 +61,7 @@ def _current(current, path: str, shape) -> np.ndarray:
 
 
 def _build(params, include: Include, leaf_mask: Callable[[str, np.ndarray], np.ndarray | None]):
-    match = _matcher(include)
+    match = matcher(include)
     paths = flatten_paths(params)
     if not any(match(p) for p in paths):
         raise ValueError(f"include={include!r} matches no leaf; paths are {sorted(paths)}")
@@ -107,7 +93,7 @@ def sparsity_masks(
     sparsity: PerLayer,
     *,
     scope: str = "layer",
-    include: Include = r"kernel$",
+    include: Include = KERNELS,
     current: Any = None,
 ) -> Any:
     """Masks that prune a target fraction of the weights, smallest ``|w|`` first.
@@ -125,10 +111,12 @@ def sparsity_masks(
     """
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+    if sparsity is None:
+        raise TypeError("sparsity must be a fraction in [0, 1] (or a {path regex: fraction} dict), got None")
     if scope == "layer":
 
         def leaf_mask(path, w):
-            s = _per_layer(sparsity, path, "sparsity", default=0.0)
+            s = per_layer(sparsity, path, name="sparsity", default=0.0, check=_number("sparsity"))
             s = _check_fraction(s, path)
             keep = _current(current, path, w.shape)
             return _prune_smallest(w, keep, int(round(s * w.size)))
@@ -138,7 +126,7 @@ def sparsity_masks(
     if isinstance(sparsity, Mapping):
         raise TypeError("scope='global' takes one sparsity for all layers, not a dict")
     s = _check_fraction(_check_number(sparsity, "sparsity", "global"), "global")
-    match = _matcher(include)
+    match = matcher(include)
     chosen = {p: np.asarray(x) for p, x in flatten_paths(params).items() if match(p)}
     if not chosen:
         raise ValueError(f"include={include!r} matches no leaf")
@@ -157,7 +145,7 @@ def threshold_masks(
     params: Any,
     quality: PerLayer,
     *,
-    include: Include = r"kernel$",
+    include: Include = KERNELS,
     current: Any = None,
 ) -> Any:
     """Han et al.'s per-layer rule: keep ``|w| > quality * std(surviving w of the layer)``.
@@ -168,7 +156,7 @@ def threshold_masks(
 
     def leaf_mask(path, w):
         keep = _current(current, path, w.shape)
-        q = _per_layer(quality, path, "quality", default=None)
+        q = per_layer(quality, path, name="quality", check=_number("quality"))
         if q is None or not keep.any():
             return keep
         if q < 0:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-from wsjax.pruning.magnitude import Include, PerLayer, density, sparsity_masks
+from wsjax.pruning.magnitude import density, sparsity_masks
 from wsjax.pruning.schedules import Schedule, iterative, sparsity_at
 from wsjax.sharing.mask import apply_masks
+from wsjax.sharing.paths import KERNELS, Include, PerLayer
 
 
 class PruneRound(NamedTuple):
@@ -36,7 +37,7 @@ def iterative_prune(
     rounds: int = 3,
     schedule: Schedule | None = None,
     scope: str = "layer",
-    include: Include = r"kernel$",
+    include: Include = KERNELS,
     masks: Any = None,
     start_round: int = 1,
     on_round: Callable[[PruneRound], None] | None = None,

@@ -30,3 +30,4 @@ from wsjax.sharing.codebook import (
     quantize_leaf,
 )
 from wsjax.sharing.kmeans import KMeansResult, init_centroids, kmeans_1d
+from wsjax.sharing.paths import KERNELS, KERNELS_AND_BIASES, han_bits, matcher, per_layer

@@ -24,12 +24,14 @@ References: LeCun, `Generalization and network design strategies
 from __future__ import annotations
 
 import dataclasses
-import re
+import inspect
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from wsjax.sharing.paths import matcher
 
 Params = Any
 PRNGKey = jax.Array
@@ -43,10 +45,24 @@ class SharedParams(NamedTuple):
 
 
 class Transform(NamedTuple):
-    """A weight-space transformation ``W = apply(init(key, W0))``."""
+    """A weight-space transformation ``W = apply(init(key, W0))``.
+
+    ``codec`` names how :mod:`wsjax.storage` stores a state of this transform: ``None``
+    stores the weights ``W = apply(state)`` themselves (raw, or sparse / codebook encoded
+    when they have few distinct values, as masks and codebooks leave them); a registered
+    codec name (``'hashing'``, ``'low_rank'``, ``'tying'``) stores the free state instead
+    (buckets and hash specs, factors, one copy per tied group); ``('select', inner)``
+    stores the unselected leaves as weights and the selected ones with ``inner``'s codec.
+
+    ``masks_of(frozen)``, where a transform prunes, returns its masks in the structure of
+    its ``theta``; :func:`chain` hands them to the transforms inside it (see
+    :func:`init_within`). ``init`` may take a ``masks`` keyword to receive them.
+    """
 
     init: Callable[[PRNGKey, Params], SharedParams]
     apply: Callable[[SharedParams], Params]
+    codec: Any = None
+    masks_of: Callable[[Any], Any] | None = None
 
 
 @jax.tree_util.register_pytree_node_class
@@ -128,23 +144,64 @@ def identity() -> Transform:
     return Transform(init, apply)
 
 
+def init_within(transform: Transform, key: PRNGKey, params: Params, masks=None) -> SharedParams:
+    """``transform.init(key, params)``, told the pruning ``masks`` of the transforms around it.
+
+    ``masks`` has ``params``' structure (a bool array for every pruned leaf, ``None`` for
+    the others). A transform whose ``init`` takes a ``masks`` keyword receives them (a
+    codebook clusters only the surviving weights); any other transform is initialised as
+    usual, so a user's own ``init(key, params)`` keeps working inside :func:`chain`.
+    """
+    if masks is None or not _takes_masks(transform.init):
+        return transform.init(key, params)
+    return transform.init(key, params, masks=masks)
+
+
+def _takes_masks(fn) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "masks" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+
+
+def masks_of(transform: Transform, state: SharedParams):
+    """The pruning masks a transform's state imposes, in the structure of ``state.theta``
+    (what the next transform of a :func:`chain` sees as its params), or ``None``."""
+    if transform.masks_of is None:
+        return None
+    return transform.masks_of(state.frozen)
+
+
 def chain(*transforms: Transform) -> Transform:
     """Compose transforms: ``chain(a, b)`` gives ``W = a(b(theta))``.
 
-    ``b`` re-parameterises the free parameters of ``a``: ``chain(mask, codebook)`` prunes the
-    weights and then clusters the surviving free weights.
+    ``b`` re-parameterises the free parameters of ``a``. Each transform is initialised on
+    the free parameters of the one before it and is told the masks that the transforms
+    around it impose (:func:`init_within`): ``chain(masked(m), codebook())`` prunes the
+    weights and then clusters only the surviving ones, and ``W = C[a] * M`` keeps the
+    pruned weights at exactly zero through any retraining of the centroids.
     """
     if not transforms:
         raise ValueError("chain() needs at least one transform")
 
-    def init(key, params):
-        keys = jax.random.split(key, len(transforms))
+    def init(key, params, masks=None):
+        # The innermost transform gets ``key`` itself, the others keys folded from it: wrapping
+        # a transform in a mask (``chain(masked(m), t)``) leaves its initialisation unchanged.
+        keys = [jax.random.fold_in(key, i) for i in range(len(transforms) - 1)] + [key]
         frozen = []
         theta = params
         for t, k in zip(transforms, keys):
-            s = t.init(k, theta)
+            s = init_within(t, k, theta, masks)
             frozen.append(s.frozen)
             theta = s.theta
+            inner_masks = masks_of(t, s)
+            if inner_masks is not None:
+                masks = inner_masks
+            elif masks is not None and jax.tree.structure(theta) != jax.tree.structure(params):
+                masks = None  # t re-parameterised the leaves: the old masks no longer line up
         return SharedParams(theta, tuple(frozen))
 
     def apply(state):
@@ -153,37 +210,38 @@ def chain(*transforms: Transform) -> Transform:
             theta = t.apply(SharedParams(theta, fr))
         return theta
 
-    return Transform(init, apply)
+    def chain_masks(frozen):
+        # the masks in the innermost theta's structure: those of the last transform that has any
+        last = transforms[-1]
+        return None if last.masks_of is None else last.masks_of(frozen[-1])
+
+    return Transform(init, apply, masks_of=chain_masks)
 
 
-def _compile(pattern: str | re.Pattern | Callable[[str], bool]) -> Callable[[str], bool]:
-    if callable(pattern) and not isinstance(pattern, re.Pattern):
-        return pattern
-    rx = re.compile(pattern)
-    return lambda p: rx.search(p) is not None
-
-
-def select(pattern, inner: Transform) -> Transform:
-    """Apply ``inner`` to the leaves whose '/'-joined path matches ``pattern`` (regex search).
+def select(include, inner: Transform) -> Transform:
+    """Apply ``inner`` to the leaves whose '/'-joined path matches ``include`` (a regex, searched).
 
     ``inner`` receives (and must return) a flat ``{path: leaf}`` dict of the selected leaves,
     so it may act on several leaves at once (cross-layer transforms). All other leaves stay
     free parameters of their own. ``theta`` is ``{'rest': params with None at selected
     leaves, 'inner': inner theta}``.
     """
-    match = _compile(pattern)
+    match = matcher(include)
 
-    def init(key, params):
+    def init(key, params, masks=None):
         flat = flatten_paths(params)
         chosen = {p: x for p, x in flat.items() if match(p)}
         if not chosen:
             raise ValueError(
-                f"select({pattern!r}) matched no leaf; paths are: {sorted(flat)}"
+                f"select({include!r}) matched no leaf; paths are: {sorted(flat)}"
             )
         rest = jax.tree_util.tree_map_with_path(
             lambda kp, x: None if path_str(kp) in chosen else x, params
         )
-        s = inner.init(key, chosen)
+        if masks is not None:  # the masks around the selection, narrowed to it
+            flat_masks = flatten_paths(masks)
+            masks = {p: flat_masks[p] for p in chosen if p in flat_masks} or None
+        s = init_within(inner, key, chosen, masks)
         return SharedParams({"rest": rest, "inner": s.theta}, s.frozen)
 
     def apply(state):
@@ -198,7 +256,14 @@ def select(pattern, inner: Transform) -> Transform:
             fill, state.theta["rest"], is_leaf=lambda x: x is None
         )
 
-    return Transform(init, apply)
+    def select_masks(frozen):
+        inner_masks = None if inner.masks_of is None else inner.masks_of(frozen)
+        if inner_masks is None:
+            return None
+        return {"rest": None, "inner": inner_masks}
+
+    codec = None if inner.codec is None else ("select", inner.codec)
+    return Transform(init, apply, codec=codec, masks_of=select_masks)
 
 
 def per_leaf(

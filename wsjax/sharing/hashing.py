@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wsjax.sharing.core import SharedParams, Static, Transform, select
+from wsjax.sharing.paths import KERNELS, KERNELS_AND_BIASES, Include
 
 SCOPES = ("layer", "pool")
 INITS = ("random", "project")
@@ -339,7 +340,7 @@ def hashing(
                 out[p] = precomputed_take(buckets, stored[p])
         return out
 
-    return Transform(init_fn, apply_fn)
+    return Transform(init_fn, apply_fn, codec="hashing")
 
 
 def hashed(
@@ -349,18 +350,20 @@ def hashed(
     seed: int = 0,
     precompute: bool = False,
     biases: bool = False,
-    pattern: str | None = None,
+    include: Include | None = None,
     init: str = "random",
 ) -> Transform:
     """HashedNets on a model's params pytree: hash the kernels (and biases if ``biases``).
 
-    ``pattern`` (a regex searched in '/'-joined paths) overrides the default selection
-    ``kernel$`` (``(kernel|bias)$`` with ``biases=True``); unselected leaves stay free. The
-    other arguments are those of :func:`hashing`.
+    ``include`` (a regex searched in '/'-joined paths, or a predicate on them, see
+    :func:`wsjax.sharing.paths.matcher`) overrides the default selection
+    :data:`~wsjax.sharing.paths.KERNELS` (:data:`~wsjax.sharing.paths.KERNELS_AND_BIASES`
+    with ``biases=True``); unselected leaves stay free. The other arguments are those of
+    :func:`hashing`.
     """
-    if pattern is None:
-        pattern = r"(kernel|bias)$" if biases else r"kernel$"
+    if include is None:
+        include = KERNELS_AND_BIASES if biases else KERNELS
     return select(
-        pattern,
+        include,
         hashing(compression, scope=scope, seed=seed, precompute=precompute, init=init),
     )

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wsjax.sharing.core import SharedParams, Static, Transform, per_leaf, select
+from wsjax.sharing.paths import KERNELS, Include
 
 Rank = int | Mapping[str, int] | Callable[[str, tuple], int]
 
@@ -104,18 +105,18 @@ def low_rank_leaves(rank: Rank) -> Transform:
         u, v = svd_factors(leaf, _rank_of(rank, path, tuple(leaf.shape)))
         return SharedParams({"u": u, "v": v}, Static(tuple(leaf.shape)))
 
-    return per_leaf(leaf_init, _product)
+    return per_leaf(leaf_init, _product)._replace(codec="low_rank")
 
 
 def _product(state: SharedParams, path: str) -> jax.Array:
     """One leaf's ``U @ V`` in the leaf's shape (the rank is read off the factors)."""
     del path
-    return (state.theta["u"] @ state.theta["v"]).reshape(state.frozen.value)
+    return jnp.matmul(state.theta["u"], state.theta["v"]).reshape(state.frozen.value)
 
 
 def low_rank(rank: Rank | None = None, *, compression: float | None = None,
-             pattern: str = r"kernel$") -> Transform:
-    """LRD on a model's params pytree: factor the leaves matching ``pattern``.
+             include: Include = KERNELS) -> Transform:
+    """LRD on a model's params pytree: factor the leaves matching ``include``.
 
     Give either ``rank`` (see :func:`low_rank_leaves`) or ``compression``: one common rank,
     from :func:`rank_for_budget`, for ``compression`` times the selected leaves' size.
@@ -123,7 +124,7 @@ def low_rank(rank: Rank | None = None, *, compression: float | None = None,
     if (rank is None) == (compression is None):
         raise ValueError("give exactly one of rank and compression")
     if compression is None:
-        return select(pattern, low_rank_leaves(rank))
+        return select(include, low_rank_leaves(rank))
     rank_for_compression(compression, (1, 1))  # validates the value
 
     def init(key, leaves):
@@ -133,4 +134,4 @@ def low_rank(rank: Rank | None = None, *, compression: float | None = None,
         return low_rank_leaves(common).init(key, leaves)
 
     apply = per_leaf(lambda key, leaf, path: None, _product).apply
-    return select(pattern, Transform(init, apply))
+    return select(include, Transform(init, apply, codec="low_rank"))

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wsjax.sharing.core import SharedParams, Transform, flatten_paths
+from wsjax.sharing.core import SharedParams, Transform, flatten_paths, path_str
 
 Masks = Any  # pytree of bool arrays / None, the params' structure
 MaskSource = Union[Masks, Callable[[Any], Masks]]
@@ -82,20 +82,41 @@ def masked(masks: MaskSource) -> Transform:
         ``init`` (e.g. ``lambda p: wsjax.pruning.sparsity_masks(p, 0.9)``).
 
     ``init`` zeroes the pruned entries of ``theta`` (so ``theta`` itself is a valid pruned
-    network) and keeps the masks, as booleans, in ``frozen``.
+    network) and keeps the masks, as booleans, in ``frozen``. Inside a :func:`chain` a
+    weight that a transform around it already pruned stays pruned (the masks are combined),
+    and the transforms inside it see the masks (``masks_of``), so ``chain(masked(m),
+    codebook())`` clusters only the surviving weights.
     """
 
-    def init(key, params):
+    source = masks
+
+    def init(key, params, masks=None):
         del key
-        m = masks(params) if callable(masks) else masks
+        m = source(params) if callable(source) else source
         check_masks(params, m)
         m = jax.tree.map(_as_bool, m, is_leaf=_is_none)
+        if masks is not None:  # pruned by a transform around this one
+            m = combine(m, masks)
         return SharedParams(apply_masks(params, m), m)
 
     def apply(state):
         return apply_masks(state.theta, state.frozen)
 
-    return Transform(init, apply)
+    return Transform(init, apply, masks_of=lambda frozen: frozen)
+
+
+def combine(masks, other):
+    """``masks`` AND ``other`` leaf by leaf (matched by path; a leaf ``None`` in both stays ``None``)."""
+    other_flat = flatten_paths(other)
+
+    def one(kp, m):
+        o = other_flat.get(path_str(kp))
+        if o is None:
+            return m
+        o = jnp.asarray(o).astype(jnp.bool_)
+        return o if m is None else jnp.logical_and(m, o)
+
+    return jax.tree_util.tree_map_with_path(one, masks, is_leaf=_is_none)
 
 
 def mask_counts(masks) -> dict[str, tuple[int, int]]:

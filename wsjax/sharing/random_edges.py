@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from wsjax.sharing.core import SharedParams, Static, Transform, per_leaf, select
+from wsjax.sharing.paths import KERNELS, Include
 
 
 def kept_edges(compression: float, size: int) -> int:
@@ -52,6 +53,6 @@ def random_edges_leaves(compression: float) -> Transform:
     return per_leaf(leaf_init, leaf_apply)
 
 
-def random_edges(compression: float, *, pattern: str = r"kernel$") -> Transform:
-    """RER on a model's params pytree: thin the leaves matching ``pattern`` to ``compression``."""
-    return select(pattern, random_edges_leaves(compression))
+def random_edges(compression: float, *, include: Include = KERNELS) -> Transform:
+    """RER on a model's params pytree: thin the leaves matching ``include`` to ``compression``."""
+    return select(include, random_edges_leaves(compression))

@@ -127,7 +127,7 @@ def tying(layers: Sequence[str], *, multiplex: str | None = None, rank: int = 4)
             out[path] = w
         return out
 
-    return Transform(init, apply)
+    return Transform(init, apply, codec="tying")
 
 
 def tied(layers: Sequence[str], *, multiplex: str | None = None, rank: int = 4) -> Transform:

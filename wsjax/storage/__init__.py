@@ -5,9 +5,16 @@ matrices with filler zeros, per-layer codebooks, and Huffman-coded cluster indic
 gaps; biases and anything else unpruned are stored plainly. The file is versioned and
 checksummed, and :class:`SizeReport` accounts for every byte of it.
 
+A transform's free state is stored by the codec its ``Transform.codec`` names
+(:mod:`wsjax.storage.codecs`, one module per codec, registered by name): hashed layers as
+their buckets and hash specs, low-rank layers as their factors, tied layers as one copy plus
+each layer's extras; the rest of the params as weights.
+
 >>> report = save("lenet.wsjax", params)        # doctest: +SKIP
 >>> print(report.to_markdown())                  # doctest: +SKIP
 >>> params2 = load("lenet.wsjax")                # doctest: +SKIP
+>>> save("hashed.wsjax", (transform, state))     # doctest: +SKIP
+>>> params3, states = load("hashed.wsjax", with_state=True)  # doctest: +SKIP
 
 References: Han, Mao & Dally, `Deep Compression: Compressing Deep Neural Networks with
 Pruning, Trained Quantization and Huffman Coding <https://arxiv.org/abs/1510.00149>`_, 2016.
@@ -18,6 +25,9 @@ from wsjax.storage.fileformat import (
     FILE_OVERHEAD_BYTES,
     MAGIC,
     VERSION,
+    VERSION_CODECS,
+    VERSION_WEIGHTS,
+    VERSIONS,
     decode,
     encode,
     load,
@@ -36,6 +46,9 @@ __all__ = [
     "SizeReport",
     "StorageError",
     "VERSION",
+    "VERSION_CODECS",
+    "VERSION_WEIGHTS",
+    "VERSIONS",
     "decode",
     "encode",
     "load",

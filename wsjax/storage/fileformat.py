@@ -1,59 +1,78 @@
-"""The versioned storage file: header, layer records, CRC32.
+"""The versioned storage file: header, layer records (in codec groups), CRC32.
 
-Layout (integers little-endian)::
+A file stores either a params pytree (its weights) or a transform's free state, through the
+codec the transform names (:mod:`wsjax.storage.codecs`). Layout (integers little-endian,
+``varint`` = unsigned LEB128)::
 
     8 bytes  magic  b"\\x89WSJAX\\r\\n"
-    u16      format version (1)
-    u8       flags: bit 0 = the params were a flat {path: array} dict
-    u32      number of layer records
+    u16      format version: 1 (weights only) or 2 (codec groups)
+    u8       flags: bit 0 = the params are a flat {path: array} dict
+    u32      number of layer records (in all groups)
     u64      total file length in bytes
-    ...      layer records (see :mod:`wsjax.storage.layers`)
+    ...      version 1: the layer records (see :mod:`wsjax.storage.layers`)
+             version 2: varint group count, then per group:
+                 varint length + codec name (UTF-8), varint length + meta (compact JSON
+                 object, UTF-8), varint record count, the group's layer records
     u32      CRC-32 (``zlib.crc32``) of every byte before it
+
+Version 1 is what a params tree (or a transform whose codec is ``None``: its weights
+``W = apply(state)``) is written as, byte for byte as before codecs existed; version 2 only
+where some group is not 'weights'. A group's meta is its codec's, plus ``"at"``: the
+positions, in the params' flattened order, of the leaves the group decodes to (taken in
+sorted path order), so that the decoded params come back in the model's own order.
 
 Loading checks the magic, the version, the length and the checksum before it parses a
 single layer, then checks every layer's internal consistency (element counts against the
-shape, stream sizes against the payload size, indices against the codebook). Anything wrong
-raises :class:`StorageError`; a wrong model is never returned.
+shape, stream sizes against the payload size, indices against the codebook) and every
+group's meta (each codec validates shapes, counts, ranks and seeds against its records,
+and bounds what it decodes). Anything wrong raises :class:`StorageError`; a wrong model is
+never returned.
 
 References: Han, Mao & Dally, `Deep Compression <https://arxiv.org/abs/1510.00149>`_, 2016.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import struct
 import tempfile
 import zlib
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from wsjax.storage import layers, options, tree
-from wsjax.storage.bytestream import ByteReader
+from wsjax.storage.bytestream import ByteReader, ByteWriter, varint_size
 from wsjax.storage.errors import StorageError
-from wsjax.storage.report import SizeReport
+from wsjax.storage.report import LayerReport, SizeReport
 
 MAGIC = b"\x89WSJAX\r\n"
-VERSION = 1
+VERSION_WEIGHTS = 1  # a params tree: layer records only
+VERSION_CODECS = 2  # codec groups of layer records
+VERSION = VERSION_CODECS  # the newest version this wsjax reads and writes
+VERSIONS = (VERSION_WEIGHTS, VERSION_CODECS)
 _HEADER = struct.Struct("<8sHBIQ")  # magic, version, flags, layer count, file length
 _CHECKSUM = struct.Struct("<I")
-FILE_OVERHEAD_BYTES = _HEADER.size + _CHECKSUM.size
+FILE_OVERHEAD_BYTES = _HEADER.size + _CHECKSUM.size  # of a version 1 file
+_AT = "at"  # the meta key the file format keeps for itself
 
 
-def encode(params: Any, *, index_bits: options.LayerOption = None,
-           encoding: options.LayerOption = None) -> bytes:
-    """Encode a pruned/quantized params pytree (or flat ``{path: array}`` dict) into bytes.
+def _as_pair(obj: Any):
+    """``(transform, state)`` if ``obj`` is such a pair, else ``None``."""
+    if not isinstance(obj, tuple) or len(obj) != 2 or isinstance(obj, Mapping):
+        return None
+    from wsjax.sharing.core import SharedParams, Transform
 
-    Args:
-      params: nested mappings of arrays (e.g. Flax ``params``) or a flat mapping of arrays.
-      index_bits: relative-index width of sparse layers: an int, a ``{regex: int}`` mapping,
-        or a callable ``path -> int``; default 8 for 4-D (conv) kernels, 5 otherwise.
-      encoding: ``'auto'``, ``'raw'``, ``'sparse'`` or ``'dense_codebook'``, for all layers
-        or per layer (mapping or callable as for ``index_bits``); default ``'auto'`` for 2-D
-        and larger leaves (smallest eligible encoding), ``'raw'`` for 1-D and scalars.
-    """
-    arrays, is_flat = tree.flatten(params)
-    records = [
+    if isinstance(obj[0], Transform) and isinstance(obj[1], SharedParams):
+        return obj
+    return None
+
+
+def _records(arrays: Mapping[str, np.ndarray], index_bits, encoding) -> list[bytes]:
+    return [
         layers.encode_layer(
             path,
             array,
@@ -62,13 +81,95 @@ def encode(params: Any, *, index_bits: options.LayerOption = None,
         )
         for path, array in arrays.items()
     ]
-    length = FILE_OVERHEAD_BYTES + sum(len(r) for r in records)
-    body = _HEADER.pack(MAGIC, VERSION, int(is_flat), len(records), length) + b"".join(records)
+
+
+def _file(version: int, is_flat: bool, n_records: int, parts: list[bytes]) -> bytes:
+    length = FILE_OVERHEAD_BYTES + sum(len(p) for p in parts)
+    body = _HEADER.pack(MAGIC, version, int(is_flat), n_records, length) + b"".join(parts)
     return body + _CHECKSUM.pack(zlib.crc32(body))
 
 
-def _check_envelope(data: bytes) -> tuple[int, int]:
-    """Check magic, version, length and checksum; returns (flags, layer count)."""
+def encode(params: Any, *, index_bits: options.LayerOption = None,
+           encoding: options.LayerOption = None) -> bytes:
+    """Encode a params pytree, or a ``(transform, state)`` pair, into bytes.
+
+    Args:
+      params: nested mappings of arrays (e.g. Flax ``params``), a flat mapping of arrays,
+        or a ``(Transform, SharedParams)`` pair: its state is stored by the transform's
+        codec (hashed layers as buckets and hash specs, low rank as factors, tied layers
+        as one copy plus extras); a transform whose codec is ``None`` stores its weights
+        ``transform.apply(state)``, exactly as the params tree would be.
+      index_bits: relative-index width of sparse layers: an int, a ``{regex: int}`` mapping,
+        or a callable ``path -> int``; default 8 for 4-D (conv) kernels, 5 otherwise.
+      encoding: ``'auto'``, ``'raw'``, ``'sparse'`` or ``'dense_codebook'``, for all layers
+        or per layer (mapping or callable as for ``index_bits``); default ``'auto'`` for 2-D
+        and larger leaves (smallest eligible encoding), ``'raw'`` for 1-D and scalars.
+        Both also apply to the records of a codec (matched on record names such as
+        ``Dense_0/kernel`` for a hashed layer's buckets, ``Dense_0/kernel/u`` for a factor).
+    """
+    pair = _as_pair(params)
+    if pair is not None:
+        from wsjax.storage import codecs
+
+        transform, state = pair
+        params = transform.apply(state)
+        if not codecs.stores_weights(transform.codec):
+            return _encode_groups(transform.codec, state, params, index_bits, encoding)
+    arrays, is_flat = tree.flatten(params)
+    records = _records(arrays, index_bits, encoding)
+    return _file(VERSION_WEIGHTS, is_flat, len(records), records)
+
+
+def _encode_groups(codec, state, params, index_bits, encoding) -> bytes:
+    """A version 2 file of the groups that store ``state`` (whose weights are ``params``)."""
+    from wsjax.storage import codecs
+
+    arrays, is_flat = tree.flatten(params)
+    groups = codecs.groups_of(codec, state, {"index_bits": index_bits, "encoding": encoding})
+    weights = {}
+    for group in groups:
+        if group.codec == codecs.weights.name:
+            weights.update(group.arrays)
+    groups = [g for g in groups if g.codec != codecs.weights.name]
+    if weights:  # one weights group, first
+        groups.insert(0, codecs.weights.encode(weights, None))
+    position = {p: i for i, p in enumerate(arrays)}
+    covered = [p for g in groups for p in g.paths]
+    if len(covered) != len(set(covered)) or set(covered) != set(position):
+        raise ValueError(
+            f"codec {codec!r} stores the leaves {sorted(covered)}, but the transform's "
+            f"params are {sorted(position)}"
+        )
+    parts = [_varint(len(groups))]
+    n_records = 0
+    for group in groups:
+        if _AT in group.meta:
+            raise ValueError(f"codec {group.codec!r}: the meta key {_AT!r} is reserved")
+        meta = {_AT: [position[p] for p in sorted(group.paths)], **group.meta}
+        head = ByteWriter()
+        for field in (group.codec.encode("utf-8"), _meta_bytes(meta)):
+            head.varint(len(field))
+            head.bytes(field)
+        head.varint(len(group.arrays))
+        parts.append(head.getvalue())
+        parts += _records(group.arrays, index_bits, encoding)
+        n_records += len(group.arrays)
+    return _file(VERSION_CODECS, is_flat, n_records, parts)
+
+
+def _varint(value: int) -> bytes:
+    out = ByteWriter()
+    out.varint(value)
+    return out.getvalue()
+
+
+def _meta_bytes(meta: dict) -> bytes:
+    return json.dumps(meta, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def _check_envelope(data: bytes) -> tuple[int, int, int]:
+    """Check magic, version, length and checksum; returns (version, flags, layer count)."""
     if len(data) < len(MAGIC):
         if MAGIC.startswith(bytes(data)):
             raise StorageError(f"truncated storage file: {len(data)} byte(s)")
@@ -82,9 +183,10 @@ def _check_envelope(data: bytes) -> tuple[int, int]:
         raise StorageError(f"truncated storage file: {len(data)} byte(s), header alone needs "
                            f"{FILE_OVERHEAD_BYTES}")
     _, version, flags, n_layers, length = _HEADER.unpack_from(data)
-    if version != VERSION:
+    if version not in VERSIONS:
         raise StorageError(
-            f"unsupported storage format version {version}; this wsjax reads version {VERSION}"
+            f"unsupported storage format version {version}; this wsjax reads versions "
+            f"{' and '.join(map(str, VERSIONS))}"
         )
     if length != len(data):
         state = "truncated" if len(data) < length else "has trailing bytes"
@@ -94,48 +196,242 @@ def _check_envelope(data: bytes) -> tuple[int, int]:
         raise StorageError("storage file corrupted: CRC-32 checksum mismatch")
     if flags > 1:
         raise StorageError(f"invalid file flags {flags}")
-    return flags, n_layers
+    return version, flags, n_layers
 
 
-def parse(data: bytes) -> tuple[dict[str, np.ndarray], bool, list[layers.LayerInfo]]:
-    """Decode every layer: ``({path: array}, is_flat, [LayerInfo])``."""
+class _Group(NamedTuple):
+    """A decoded group: what its codec gave back and where its bytes went."""
+
+    group: Any  # codecs.Group (meta without "at")
+    infos: list  # LayerInfo of each record
+    overhead_bytes: int  # codec name, meta and record count
+    params: dict  # {path: array} it decodes to
+    state: Any  # its SharedParams (None for 'weights')
+
+
+class _Parsed(NamedTuple):
+    arrays: dict  # {path: array}, in the params' order
+    is_flat: bool
+    infos: list  # every record's LayerInfo, in file order
+    groups: list  # [_Group] (empty for version 1)
+    n_groups: int
+
+
+def _parse(data) -> _Parsed:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
-    flags, n_layers = _check_envelope(data)
+    version, flags, n_layers = _check_envelope(data)
     reader = ByteReader(data, _HEADER.size, len(data) - _CHECKSUM.size, "storage file")
+    if version == VERSION_WEIGHTS:
+        arrays, infos = _read_records(reader, n_layers)
+        reader.expect_end()
+        return _Parsed(arrays, bool(flags & 1), infos, [], 0)
+    raw_groups = _read_groups(reader, n_layers)
+    groups, arrays = _decode_groups(raw_groups)
+    infos = [info for _, _, _, group_infos, _ in raw_groups for info in group_infos]
+    return _Parsed(arrays, bool(flags & 1), infos, groups, len(raw_groups))
+
+
+def _read_records(reader: ByteReader, n: int) -> tuple[dict, list]:
     arrays: dict[str, np.ndarray] = {}
     infos = []
-    for _ in range(n_layers):
+    for _ in range(n):
         array, info = layers.decode_layer(reader)
         if info.name in arrays:
             raise StorageError(f"layer {info.name!r} stored twice")
         arrays[info.name] = array
         infos.append(info)
+    return arrays, infos
+
+
+def _read_groups(reader: ByteReader, n_layers: int) -> list:
+    """``[(codec name, meta, arrays, infos, overhead bytes)]`` of a version 2 body."""
+    n_groups = reader.varint("group count")
+    if n_groups > reader.remaining // 3:  # a group takes at least three bytes
+        raise StorageError(f"storage file: {n_groups} groups cannot fit in "
+                           f"{reader.remaining} bytes")
+    out, n_records = [], 0
+    for i in range(n_groups):
+        start = reader.pos
+        name = _text(reader.bytes(reader.varint("codec name length"), "codec name"),
+                     f"group {i}: codec name")
+        where = f"group {i} ({name!r})"
+        meta = _meta(reader.bytes(reader.varint("meta length"), "group meta"), where)
+        count = reader.varint("record count")
+        if n_records + count > n_layers:
+            raise StorageError(f"{where}: more layer records than the header's {n_layers}")
+        overhead = reader.pos - start
+        arrays, infos = _read_records(reader, count)
+        n_records += count
+        out.append((name, meta, arrays, infos, overhead))
     reader.expect_end()
-    return arrays, bool(flags & 1), infos
+    if n_records != n_layers:
+        raise StorageError(f"storage file: {n_records} layer records, header says {n_layers}")
+    return out
 
 
-def decode(data: bytes) -> dict:
-    """Decode bytes from :func:`encode` into nested dicts of NumPy arrays (bit exact)."""
-    arrays, is_flat, _ = parse(data)
-    return tree.unflatten(arrays, is_flat)
+def _text(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise StorageError(f"{where} is not valid UTF-8") from None
+
+
+def _unique_keys(pairs):
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} repeated")
+        out[key] = value
+    return out
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not a number here")
+
+
+def _meta(raw: bytes, where: str) -> dict:
+    try:
+        meta = json.loads(_text(raw, f"{where}: meta"), object_pairs_hook=_unique_keys,
+                          parse_constant=_no_constant)
+    except (ValueError, RecursionError) as e:
+        raise StorageError(f"{where}: meta is not valid JSON ({e})"[:500]) from None
+    if not isinstance(meta, dict):
+        raise StorageError(f"{where}: meta is not a JSON object")
+    return meta
+
+
+def _positions(meta: dict, where: str) -> list[int]:
+    at = meta.pop(_AT, None)
+    if not isinstance(at, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in at
+    ):
+        raise StorageError(f"{where}: meta has no list of leaf positions {_AT!r}")
+    return at
+
+
+def _decode_groups(raw_groups) -> tuple[list[_Group], dict]:
+    """Decode every group by its codec; the params in their stored order."""
+    from wsjax.storage import codecs
+
+    positions = []
+    for i, (name, meta, _, _, _) in enumerate(raw_groups):
+        positions.append(_positions(meta, f"group {i} ({name!r})"))
+    slots: list = [None] * sum(len(at) for at in positions)
+    groups, seen = [], set()
+    for i, ((name, meta, arrays, infos, overhead), at) in enumerate(zip(raw_groups, positions)):
+        where = f"group {i} ({name!r})"
+        try:
+            codec = codecs.get(name)
+        except KeyError:
+            raise StorageError(f"{where}: unknown codec; this wsjax knows {codecs.names()}"
+                               ) from None
+        group = codecs.Group(name, meta, arrays)
+        try:
+            params, state = codec.decode(group)
+        except StorageError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as e:  # a codec's own check on what it was given
+            raise StorageError(f"{where}: {type(e).__name__}: {e}"[:500]) from None
+        if len(params) != len(at):
+            raise StorageError(f"{where}: decodes to {len(params)} leaves, meta places "
+                               f"{len(at)}")
+        for path, pos in zip(sorted(params), at):
+            if path in seen or not 0 <= pos < len(slots) or slots[pos] is not None:
+                raise StorageError(f"{where}: leaf {path!r} at position {pos} clashes")
+            seen.add(path)
+            slots[pos] = (path, params[path])
+        groups.append(_Group(group, infos, overhead, params, state))
+    return groups, dict(slots)
+
+
+def parse(data: bytes) -> tuple[dict[str, np.ndarray], bool, list[layers.LayerInfo]]:
+    """Decode a file: ``({path: array} params, is_flat, [LayerInfo] of every record)``."""
+    parsed = _parse(data)
+    return parsed.arrays, parsed.is_flat, parsed.infos
+
+
+def _state_keys(groups: list[_Group]) -> list[str]:
+    """``'hashing'``, ``'low_rank'``, ... (``'hashing:1'`` for a second hashing group)."""
+    keys, counts = [], {}
+    for g in groups:
+        n = counts.get(g.group.codec, 0)
+        counts[g.group.codec] = n + 1
+        keys.append(g.group.codec if n == 0 else f"{g.group.codec}:{n}")
+    return keys
+
+
+def decode(data: bytes, *, with_state: bool = False):
+    """Decode bytes from :func:`encode` into nested dicts of NumPy arrays (bit exact).
+
+    With ``with_state=True`` returns ``(params, states)``: ``states`` maps each stored
+    codec group (``'hashing'``, ``'low_rank'``, ``'tying'``; a repeated codec gets
+    ``':1'``, ``':2'``, ...) to the :class:`~wsjax.sharing.SharedParams` it stored, with
+    JAX arrays, so that the codec's transform gives back the params bit for bit. For a
+    ``select``-ed transform that is the inner state: the whole state is
+    ``SharedParams({'rest': params with None at the group's leaves, 'inner':
+    s.theta}, s.frozen)``. A file of plain weights has ``states == {}``.
+    """
+    parsed = _parse(data)
+    params = tree.unflatten(parsed.arrays, parsed.is_flat)
+    if not with_state:
+        return params
+    stateful = [g for g in parsed.groups if g.state is not None]
+    return params, {k: g.state for k, g in zip(_state_keys(stateful), stateful)}
+
+
+def _group_rows(parsed: _Parsed) -> tuple[list[LayerReport], int]:
+    """The report rows of a version 2 file, in params order, and the bytes of groups
+    without rows (counted with the file's overhead)."""
+    from wsjax.storage import codecs
+
+    order = {p: i for i, p in enumerate(parsed.arrays)}
+    keyed, orphan_bytes = [], 0
+    for g in parsed.groups:
+        records = {info.name: LayerReport.from_info(info) for info in g.infos}
+        used: list[str] = []
+        spec = codecs.rows(g.group, list(g.params))
+        for j, row in enumerate(spec):
+            if any(r not in records for r in row.records) or any(
+                p not in g.params for p in row.leaves
+            ):
+                raise StorageError(f"{g.group.codec!r} group: report rows do not match it")
+            used += row.records
+            extra = {"group": g.overhead_bytes} if j == 0 else {}
+            report_row = LayerReport.from_records(
+                row.name, g.group.codec, [records[r] for r in row.records],
+                [g.params[p] for p in row.leaves], extra,
+            )
+            keyed.append((min((order[p] for p in row.leaves), default=math.inf), report_row))
+        if sorted(used) != sorted(records):
+            raise StorageError(f"{g.group.codec!r} group: report rows do not cover its records")
+        if not spec:
+            orphan_bytes += g.overhead_bytes
+    keyed.sort(key=lambda item: item[0])
+    return [row for _, row in keyed], orphan_bytes
 
 
 def size_report(params_or_bytes: Any, **encode_options) -> SizeReport:
-    """Per-layer size report of encoded bytes, or of params encoded with ``encode_options``."""
+    """Per-layer size report of encoded bytes, or of params (or a ``(transform, state)``
+    pair) encoded with ``encode_options``."""
     if isinstance(params_or_bytes, (bytes, bytearray, memoryview)):
         if encode_options:
             raise ValueError("encode options apply to params, not to already encoded bytes")
         data = bytes(params_or_bytes)
     else:
         data = encode(params_or_bytes, **encode_options)
-    _, _, infos = parse(data)
-    return SizeReport.from_layers(infos, FILE_OVERHEAD_BYTES, len(data))
+    parsed = _parse(data)
+    if not parsed.groups:
+        return SizeReport.from_layers(parsed.infos, FILE_OVERHEAD_BYTES, len(data))
+    rows, orphan_bytes = _group_rows(parsed)
+    overhead = FILE_OVERHEAD_BYTES + varint_size(parsed.n_groups) + orphan_bytes
+    return SizeReport.from_rows(rows, overhead, len(data))
 
 
 def save(path: str | os.PathLike, params: Any, **encode_options) -> SizeReport:
-    """Encode ``params`` and write them to ``path`` atomically; returns the size report."""
+    """Encode ``params`` (or a ``(transform, state)`` pair) and write them to ``path``
+    atomically; returns the size report."""
     data = encode(params, **encode_options)
     report = size_report(data)
     path = os.fspath(path)
@@ -153,7 +449,11 @@ def save(path: str | os.PathLike, params: Any, **encode_options) -> SizeReport:
     return report
 
 
-def load(path: str | os.PathLike) -> dict:
-    """Read a file written by :func:`save`; StorageError if it is not exactly such a file."""
+def load(path: str | os.PathLike, *, with_state: bool = False):
+    """Read a file written by :func:`save`; StorageError if it is not exactly such a file.
+
+    Returns the params (nested dicts of NumPy arrays, like the model's), or ``(params,
+    states)`` with ``with_state=True`` (see :func:`decode`).
+    """
     with open(path, "rb") as f:
-        return decode(f.read())
+        return decode(f.read(), with_state=with_state)

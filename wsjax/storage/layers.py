@@ -160,6 +160,21 @@ def _read_flag(reader: ByteReader, field: str) -> bool:
     return bool(flags)
 
 
+def _codebook_and_symbols(payload: ByteReader, mark, pos: int, parts: dict, n_symbols: int, dtype, flag: str):
+    """The codebook part of a sparse or dense-codebook payload: codebook size, the flag
+    (fillers / zeros present, then symbol 0 is zero), the codebook, then ``n_symbols``
+    weight-stream symbols. Returns ``(codebook, flag, symbols, stream info)``."""
+    codebook_size = payload.varint("codebook size")
+    has_zero = _read_flag(payload, flag)
+    pos = mark("header", pos)
+    codebook = codebooks.read(payload, codebook_size, dtype)
+    mark("codebook", pos)
+    symbols, info = streams.decode(payload, n_symbols, codebook_size + has_zero)
+    parts["weight_table"] = info.table_bytes
+    parts["weight_codes"] = info.code_bytes
+    return codebook, has_zero, symbols, info
+
+
 def decode_layer(reader: ByteReader) -> tuple[np.ndarray, LayerInfo]:
     """Read one layer record; returns the array and a description of its bytes."""
     start = reader.pos
@@ -202,14 +217,9 @@ def decode_layer(reader: ByteReader) -> tuple[np.ndarray, LayerInfo]:
         n_entries = payload.varint("entry count")
         if n_entries > n_elements:
             raise StorageError(f"{where}: {n_entries} stored entries for {n_elements} elements")
-        codebook_size = payload.varint("codebook size")
-        has_filler = _read_flag(payload, "sparse flags")
-        pos = mark("header", pos)
-        codebook = codebooks.read(payload, codebook_size, dtype)
-        pos = mark("codebook", pos)
-        symbols, weight_info = streams.decode(payload, n_entries, codebook_size + has_filler)
-        parts["weight_table"] = weight_info.table_bytes
-        parts["weight_codes"] = weight_info.code_bytes
+        codebook, has_filler, symbols, weight_info = _codebook_and_symbols(
+            payload, mark, pos, parts, n_entries, dtype, "sparse flags")
+        codebook_size = codebook.size
         gaps, index_info = streams.decode(payload, n_entries, 1 << index_bits)
         parts["index_table"] = index_info.table_bytes
         parts["index_codes"] = index_info.code_bytes
@@ -221,15 +231,9 @@ def decode_layer(reader: ByteReader) -> tuple[np.ndarray, LayerInfo]:
         patterns[positions] = codebook[symbols[~is_filler] - has_filler]
         n_nonzero = int(positions.size)
     else:
-        pos = payload.pos
-        codebook_size = payload.varint("codebook size")
-        has_zero = _read_flag(payload, "dense codebook flags")
-        pos = mark("header", pos)
-        codebook = codebooks.read(payload, codebook_size, dtype)
-        pos = mark("codebook", pos)
-        symbols, weight_info = streams.decode(payload, n_elements, codebook_size + has_zero)
-        parts["weight_table"] = weight_info.table_bytes
-        parts["weight_codes"] = weight_info.code_bytes
+        codebook, has_zero, symbols, weight_info = _codebook_and_symbols(
+            payload, mark, payload.pos, parts, n_elements, dtype, "dense codebook flags")
+        codebook_size = codebook.size
         is_zero = symbols == 0 if has_zero else np.zeros(n_elements, dtype=bool)
         if has_zero != bool(is_zero.any()):
             raise StorageError(f"{where}: zero flag disagrees with the stored symbols")

@@ -1,0 +1,126 @@
+"""Compression pipelines: stages compose, keep earlier masks, resume from their cache, and
+work on linen and NNX models alike."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from wsjax import compress, storage
+from wsjax.models import MLP
+from wsjax.sharing import flatten_paths
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(400, 12)).astype(np.float32)
+Y = (X[:, :5].argmax(1)).astype(np.int32)  # learnable labels
+TRAIN, VAL = (X[:300], Y[:300]), (X[300:], Y[300:])
+
+
+def _linen():
+    model = MLP((32, 32, 5))
+    return model, model.init(jax.random.key(0), X[:1])["params"]
+
+
+class NNXMLP(nnx.Module):
+    def __init__(self, rngs):
+        self.layers = nnx.List([nnx.Linear(12, 32, rngs=rngs), nnx.Linear(32, 32, rngs=rngs),
+                                nnx.Linear(32, 32, rngs=rngs), nnx.Linear(32, 5, rngs=rngs)])
+
+    def __call__(self, x):
+        for layer in self.layers[:-1]:
+            x = nnx.relu(layer(x))
+        return self.layers[-1](x)
+
+
+def _kernels(params):
+    return {p: np.asarray(w) for p, w in flatten_paths(jax.device_get(params)).items() if p.endswith("kernel")}
+
+
+def test_prune_retrain_quantize_retrain_keeps_the_masks_and_the_codebooks():
+    model, params = _linen()
+    dense = compress.Pipeline([compress.Retrain(40, 1e-2)]).run(model, TRAIN, VAL, params=params, progress=False)
+    result = compress.deep_compression(0.75, prune_epochs=10, prune_lr=1e-2, bits=3, quant_epochs=5,
+                                       quant_lr=1e-3).run(model, TRAIN, VAL, params=params, start_from=dense,
+                                                          progress=False)
+    assert [h["stage"] for h in result.history] == ["retrain", "prune", "retrain", "quantize", "retrain"]
+    masks = flatten_paths(result.masks)
+    for path, k in _kernels(result.params).items():
+        m = np.asarray(masks[path])
+        assert m.mean() == pytest.approx(0.25, abs=0.01)
+        assert np.all(k[~m] == 0) and not np.any(np.signbit(k[~m]))
+        assert np.count_nonzero(k[m]) == m.sum()
+        assert len(np.unique(k[m])) <= 8
+    assert dense.history[-1]["val_accuracy"] > 0.7  # it learned: chance is 0.2
+    assert result.history[-1]["val_accuracy"] > 0.6
+
+
+def test_a_rerun_reads_every_training_stage_from_the_cache(tmp_path, monkeypatch):
+    model, params = _linen()
+    pipe = compress.Pipeline([compress.Prune(0.5), compress.Retrain(1, 1e-3), compress.Quantize(2),
+                              compress.Retrain(1, 1e-4)])
+    first = pipe.run(model, TRAIN, VAL, params=params, out_dir=str(tmp_path), progress=False)
+    assert len(list(tmp_path.glob("*.msgpack"))) == 2  # one file per training stage
+    import wsjax.compress.train as train_module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached stage was retrained")
+
+    monkeypatch.setattr(train_module, "fit", no_training)
+    again = pipe.run(model, TRAIN, VAL, params=params, out_dir=str(tmp_path), progress=False)
+    chex.assert_trees_all_equal(jax.device_get(first.params), jax.device_get(again.params))
+    # another seed, or other data, is another config: it never reuses these results
+    with pytest.raises(AssertionError, match="retrained"):
+        pipe.run(model, TRAIN, VAL, params=params, seed=1, out_dir=str(tmp_path), progress=False)
+    with pytest.raises(AssertionError, match="retrained"):
+        pipe.run(model, (X[:200], Y[:200]), VAL, params=params, out_dir=str(tmp_path), progress=False)
+
+
+def test_stage_order_and_bad_pipelines_give_clear_errors():
+    model, params = _linen()
+    with pytest.raises(ValueError, match="must come before"):
+        compress.Pipeline([compress.Quantize(2), compress.Prune(0.5)]).run(model, TRAIN, params=params)
+    with pytest.raises(ValueError, match="soft_share stage before it"):
+        compress.Pipeline([compress.Snap()]).run(model, TRAIN, params=params)
+    with pytest.raises(ValueError, match="at least one stage"):
+        compress.Pipeline([])
+    with pytest.raises(TypeError, match="not a pipeline stage"):
+        compress.Pipeline([lambda c: c])
+    with pytest.raises(ValueError, match="seed"):
+        compress.Pipeline([compress.Prune(0.5)]).run(model, TRAIN, params=params, seed=True)
+
+
+def test_soft_sharing_then_snap_keeps_pruned_zeros_and_leaves_few_values():
+    model, params = _linen()
+    pipe = compress.Pipeline([compress.Prune(0.5), compress.Retrain(1, 1e-3),
+                              compress.SoftShare(tau=2.0, epochs=2, lr=1e-3, pi_zero=0.9, num_components=5,
+                                                 init_std=0.05),
+                              compress.Snap(kl_threshold=0.1)])
+    result = pipe.run(model, TRAIN, VAL, params=params, progress=False)
+    pruned = flatten_paths(pipe.stages[0].run(compress.from_linen(model, params), compress.start(params),
+                                              type("J", (), {"seed": 0})()).masks)
+    for path, k in _kernels(result.params).items():
+        assert np.all(k[~np.asarray(pruned[path])] == 0)  # pruned before soft sharing: still zero
+    values = np.concatenate([k.ravel() for k in _kernels(result.params).values()])
+    assert len(np.unique(values)) <= 5  # at most one value per mixture component
+    snap = result.history[-1]
+    assert snap["stage"] == "snap" and snap["components"] <= 5
+
+
+@pytest.mark.parametrize("stage", [compress.Hash(0.25), compress.Hash(0.25, scope="pool"),
+                                   compress.LowRank(rank=4), compress.Tie(["layers/1", "layers/2"])],
+                         ids=["hash", "hash_pool", "low_rank", "tie"])
+def test_reparameterising_stages_on_an_nnx_model_store_their_free_state(stage, tmp_path):
+    model = NNXMLP(nnx.Rngs(0))
+    net = compress.from_nnx(model)
+    result = compress.Pipeline([stage, compress.Retrain(1, 1e-3)]).run(model, TRAIN, VAL, progress=False)
+    report = storage.save(tmp_path / "m.wsjax", result.stored)
+    assert report.file_bytes == (tmp_path / "m.wsjax").stat().st_size
+    loaded = storage.load(tmp_path / "m.wsjax")
+    chex.assert_trees_all_equal(jax.tree.map(np.asarray, loaded),
+                                jax.tree.map(np.asarray, jax.device_get(result.params)))
+    logits = jax.jit(net.apply)(jax.tree.map(jnp.asarray, loaded), X[:4])
+    assert logits.shape == (4, 5)
+    assert {layer.codec for layer in report.layers} != {"weights"}  # the free state, not W, is stored
+    assert report.file_bytes < storage.size_report(jax.device_get(result.params)).file_bytes

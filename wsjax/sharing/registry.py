@@ -1,0 +1,83 @@
+"""The registry of weight-space transformations: a name, a builder from a config, an example.
+
+``build({'name': 'hashing', 'compression': 0.125})`` gives the transform a config names (as
+jaxpruner's registry builds a pruner from a config), and every registered transform is
+checked by the contract test (``tests/test_contract.py``: jit and eval_shape, gradients,
+free <= virtual parameters, a bit-exact storage round trip, linen and NNX models) through
+its ``example``: a function of the example model's layer names (module paths, in order)
+that returns the transform with a small config. Registering a new transform adds it to
+that test.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+from wsjax.sharing.core import Transform, chain, identity, select
+from wsjax.sharing.codebook import codebook, quantize
+from wsjax.sharing.hashing import hashed
+from wsjax.sharing.lowrank import low_rank
+from wsjax.sharing.mask import masked
+from wsjax.sharing.paths import KERNELS
+from wsjax.sharing.random_edges import random_edges
+from wsjax.sharing.tying import tied
+
+
+class Entry(NamedTuple):
+    build: Callable[..., Transform]
+    example: Callable[[Sequence[str]], Transform]
+
+
+TRANSFORMS: dict[str, Entry] = {}
+
+
+def register(name: str, build: Callable[..., Transform], example: Callable[[Sequence[str]], Transform]) -> None:
+    """Register a transform builder under ``name`` with an example for the contract test."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"a transform needs a non-empty string name, got {name!r}")
+    if name in TRANSFORMS:
+        raise ValueError(f"a transform is already registered as {name!r}")
+    TRANSFORMS[name] = Entry(build, example)
+
+
+def build(config: Mapping[str, Any]) -> Transform:
+    """The transform ``config['name']`` built with the config's other entries."""
+    if not isinstance(config, Mapping) or "name" not in config:
+        raise ValueError(f"a transform config is a mapping with a 'name', got {config!r}")
+    name = config["name"]
+    if name not in TRANSFORMS:
+        raise KeyError(f"unknown transform {name!r}; registered: {sorted(TRANSFORMS)}")
+    kwargs = {k: v for k, v in config.items() if k != "name"}
+    return TRANSFORMS[name].build(**kwargs)
+
+
+def _magnitude_masks(sparsity: float, include=KERNELS):
+    from wsjax import pruning  # pruning imports sharing: resolve at call time
+
+    return lambda params: pruning.sparsity_masks(params, sparsity, include=include)
+
+
+def pruned(sparsity: float, *, include=KERNELS) -> Transform:
+    """``masked`` with magnitude masks computed at ``init`` (``sparsity`` of each selected leaf)."""
+    return masked(_magnitude_masks(sparsity, include))
+
+
+def pruned_quantized(sparsity: float, bits=None, *, include=KERNELS) -> Transform:
+    """Deep Compression's structure: ``chain(masked(M), select(include, codebook(bits)))``."""
+    return chain(pruned(sparsity, include=include), select(include, codebook(bits)))
+
+
+register("identity", lambda: identity(), lambda layers: identity())
+register("pruned", pruned, lambda layers: pruned(0.5))
+register("quantize", quantize, lambda layers: quantize(KERNELS, 3))
+register("pruned_quantized", pruned_quantized, lambda layers: pruned_quantized(0.6, 2))
+register("hashing", hashed, lambda layers: hashed(0.25))
+register("hashing_pool", lambda compression, **kw: hashed(compression, scope="pool", **kw),
+         lambda layers: hashed(0.25, scope="pool"))
+register("hashing_precomputed", lambda compression, **kw: hashed(compression, precompute=True, **kw),
+         lambda layers: hashed(0.5, precompute=True))
+register("low_rank", low_rank, lambda layers: low_rank(rank=3))
+register("random_edges", random_edges, lambda layers: random_edges(0.5))
+register("tying", tied, lambda layers: tied(layers[1:3]))
+register("tying_scale_shift", lambda layers, **kw: tied(layers, multiplex="scale_shift", **kw),
+         lambda layers: tied(layers[1:3], multiplex="scale_shift"))

@@ -1,0 +1,125 @@
+"""The 'hashing' codec: HashedNets stored as their buckets and hash specs, never the virtual weights.
+
+Meta::
+
+    {"scope": "layer" | "pool", "precompute": bool,
+     "leaves": [[path, shape, num_buckets, layer id, seed], ...]}
+
+Records: scope 'layer' has one bucket vector per leaf, named by the leaf's path; scope
+'pool' has the one shared vector, named ``'pool'``. A ``precompute=True`` state stores the
+same (its signed index array is rebuilt with :func:`~wsjax.sharing.hashing.signed_index`
+on decoding, not stored). Decoding rebuilds the virtual leaves with the transform's own
+apply, so they equal ``transform.apply(state)`` bit for bit.
+
+Size report: one row per hashed leaf for scope 'layer' (its virtual float32 size against
+its bucket record); one row ``'pool'`` for scope 'pool', whose dense size is that of all
+its virtual leaves together.
+
+References: Chen et al, `Compressing Neural Networks with the Hashing Trick
+<https://arxiv.org/abs/1504.04788>`_, 2015.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax.numpy as jnp
+
+from wsjax.sharing.hashing import SCOPES, HashSpec, hashing, signed_index
+from wsjax.sharing.core import SharedParams, Static
+from wsjax.storage.codecs.base import (Group, Row, UINT32, array, as_int, as_list, as_numpy,
+                                       as_shape, as_str, check_elements, check_keys,
+                                       expect_records, fail)
+
+name = "hashing"
+POOL = "pool"  # the record name of a pool's bucket vector
+_WHERE = "hashing group"
+
+
+def encode(state: SharedParams, options) -> Group:
+    del options
+    specs = dict(state.frozen["specs"].value)
+    stored = state.frozen.get("signed_index")
+    pool = not isinstance(state.theta, Mapping)
+    if pool:  # the order the leaves were given in, where the state still has it
+        order = list(stored) if stored is not None else list(specs)
+        buckets = {POOL: state.theta}
+    else:
+        order = list(state.theta)
+        buckets = dict(state.theta)
+    if set(order) != set(specs):
+        raise ValueError(f"hashing state: leaves {sorted(order)}, specs for {sorted(specs)}")
+    for p in order:
+        vector = state.theta if pool else state.theta[p]
+        if tuple(vector.shape) != (specs[p].num_buckets,):
+            raise ValueError(f"hashing state: the buckets of {p!r} have shape {vector.shape}, "
+                             f"its spec wants ({specs[p].num_buckets},)")
+    leaves = [
+        [p, [int(d) for d in specs[p].shape], int(specs[p].num_buckets), int(specs[p].layer),
+         int(specs[p].seed)]
+        for p in order
+    ]
+    meta = {"scope": "pool" if pool else "layer", "precompute": stored is not None,
+            "leaves": leaves}
+    return Group(name, meta, as_numpy(buckets), tuple(order))
+
+
+def _specs(meta) -> dict:
+    """``{path: HashSpec}`` in stored order, every field checked."""
+    specs = {}
+    for entry in as_list(meta["leaves"], _WHERE, "leaves"):
+        path, shape, k, layer, seed = as_list(entry, _WHERE, "a leaf entry", 5)
+        path = as_str(path, _WHERE, "leaf path")
+        if path in specs:
+            fail(_WHERE, f"leaf {path!r} listed twice")
+        spec = HashSpec(
+            as_shape(shape, _WHERE, f"shape of {path!r}"),
+            as_int(k, _WHERE, "num_buckets", 1, 1 << 31),
+            as_int(layer, _WHERE, "layer id", 0, UINT32),
+            as_int(seed, _WHERE, "seed", 0, UINT32),
+        )
+        if spec.rows >= UINT32 or spec.cols >= UINT32:
+            fail(_WHERE, f"{path!r}: a {spec.rows} x {spec.cols} matrix does not fit the "
+                 "32-bit hash key")
+        specs[path] = spec
+    if not specs:
+        fail(_WHERE, "no leaves")
+    check_elements(sum(s.size for s in specs.values()), _WHERE)
+    return specs
+
+
+def decode(group: Group):
+    meta = check_keys(group.meta, _WHERE, ("scope", "precompute", "leaves"))
+    scope = meta["scope"]
+    if scope not in SCOPES:
+        fail(_WHERE, f"scope must be one of {SCOPES}, got {scope!r}")
+    if not isinstance(meta["precompute"], bool):
+        fail(_WHERE, f"precompute must be true or false, got {meta['precompute']!r}")
+    specs = _specs(meta)
+    if scope == "pool":
+        counts = {s.num_buckets for s in specs.values()}
+        if len(counts) != 1:
+            fail(_WHERE, "the leaves of a pool disagree on its number of buckets")
+        (k,) = counts
+        expect_records(group, [POOL], _WHERE)
+        theta = jnp.asarray(array(group, POOL, _WHERE, shape=(k,)))
+    else:
+        expect_records(group, specs, _WHERE)
+        theta = {
+            p: jnp.asarray(array(group, p, _WHERE, shape=(s.num_buckets,)))
+            for p, s in specs.items()
+        }
+    frozen = {"specs": Static(tuple(sorted(specs.items())))}
+    if meta["precompute"]:
+        frozen["signed_index"] = {p: signed_index(s) for p, s in specs.items()}
+    state = SharedParams(theta, frozen)
+    # The transform's own apply (it reads scope and stored indices off the state alone).
+    params = hashing(1.0, scope=scope).apply(state)
+    return as_numpy(params), state
+
+
+def rows(group: Group) -> list[Row]:
+    paths = tuple(entry[0] for entry in group.meta["leaves"])
+    if group.meta["scope"] == "pool":
+        return [Row(POOL, (POOL,), paths)]
+    return [Row(p, (p,), (p,)) for p in paths]
