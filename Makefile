@@ -7,12 +7,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 FMNIST := /usr/share/datasets/fashion-mnist
-DEMO ?= experiments/deep_compression.py
+DEMO ?= experiments/demo.py
 
 .PHONY: demo test bench data clean
 
 demo: $(VENV)/.installed data
-	$(PY) $(DEMO) --quick
+	$(PY) $(DEMO)
 
 test: $(VENV)/.installed-test data
 	$(PY) -m pytest -q -n 2 --dist loadfile

@@ -23,6 +23,7 @@ Sources:
 from __future__ import annotations
 
 import functools
+import logging
 import os
 
 import numpy as np
@@ -78,11 +79,23 @@ def _idx_folders(name: str, data_dir: str | None) -> list[str]:
     return folders
 
 
+def _quietly(probe):
+    """Run a TFDS probe with absl's warnings off: a stale, unprepared TFDS folder only means
+    "not prepared here", which the caller reports itself if nothing else is found."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return probe()
+    finally:
+        logger.setLevel(level)
+
+
 def _load_image_dataset(name, split, data_dir, download):
     import tensorflow_datasets as tfds
 
     tried = []
-    if tfds.builder(name, data_dir=data_dir).is_prepared():  # no side effects when absent
+    if _quietly(lambda: tfds.builder(name, data_dir=data_dir).is_prepared()):  # no side effects when absent
         return _tfds_arrays(name, split, data_dir, download=False)
     tried.append(f"TFDS prepared data in {data_dir or 'the default TFDS data_dir'} (not prepared)")
     if name in ("fashion_mnist", "mnist"):
