@@ -1,0 +1,211 @@
+"""One results store for every study: rows keyed by a hash of their full config.
+
+A study describes each unit of work (one model, data set, seed, schedule and method
+setting) as a JSON-able config mapping; :func:`config_key` hashes it canonically. A
+:class:`Store` is a folder with ``rows.jsonl`` (one JSON row per finished unit) and
+``artifacts/`` (files that belong to a row: a pretrained net, a compressed model), both
+named by that key:
+
+>>> store = Store("runs/my_study")                                    # doctest: +SKIP
+>>> cfg = {"model": "lenet300100", "dataset": "fashion_mnist", "seed": 0, "epochs": 30}
+>>> row = store.get(cfg) or store.put(cfg, {"test_accuracy": train_and_score(cfg)})
+
+* Resuming into a folder only ever returns a row whose config is exactly the one asked
+  for (the key and the stored config are both compared), so a folder written with another
+  seed, data set or setting is never mixed in: its rows are simply other rows.
+* Every row also records the wsjax version and the git commit of the checkout that wrote
+  it (not part of the key: a new commit does not invalidate finished work, but a report
+  can tell which code made each number).
+* Rows are appended durably, one line each (written and fsync'd in one call); a torn last
+  line (a process killed mid-write) is skipped with a warning and the next row starts on a
+  line of its own. Artifacts are written atomically (temp file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import subprocess
+import tempfile
+import time
+import warnings
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from wsjax import __version__
+
+ROWS = "rows.jsonl"
+ARTIFACTS = "artifacts"
+
+
+def _canonical(value):
+    """``value`` as plain JSON types (tuples as lists, NumPy scalars as numbers); TypeError
+    for anything that has no stable JSON form."""
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"config keys must be strings, got {k!r}")
+            out[k] = _canonical(v)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(float(value)):
+            raise TypeError(f"config values must be finite numbers, got {value!r}")
+        return float(value)
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"config value {value!r} ({type(value).__name__}) has no JSON form; describe it "
+                    "by its settings (a dict) or its name")
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """A 16-hex-digit SHA-256 of the canonical JSON of ``config`` (sorted keys)."""
+    if not isinstance(config, Mapping):
+        raise TypeError(f"a config is a mapping, got {type(config).__name__}")
+    text = json.dumps(_canonical(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The checkout's HEAD commit (with ``+dirty`` when files differ from it), or None."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot write {path!r}: folder {folder!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def append_line(path: str, line: str) -> None:
+    """Append one line durably: one ``write`` on an ``O_APPEND`` descriptor, then fsync. If
+    the file ends in a torn line, the new line starts on a line of its own."""
+    if "\n" in line:
+        raise ValueError("append_line writes one line; it contains a newline")
+    data = (line + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            with open(path, "rb") as f:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    data = b"\n" + data
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_rows(path: str) -> list[dict]:
+    """The JSON rows of a ``.jsonl`` file; a torn or unreadable line is skipped with a warning."""
+    if not os.path.exists(path):
+        return []
+    with open(path, "rb") as f:
+        raw = f.read()
+    rows = []
+    lines = raw.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            torn = number == len(lines)  # the last line, with no newline after it
+            warnings.warn(f"{path}: skipping {'a torn last' if torn else 'an unreadable'} line {number}",
+                          RuntimeWarning, stacklevel=2)
+            continue
+        rows.append(row)
+    return rows
+
+
+class Store:
+    """A folder of result rows and artifacts, keyed by config (see the module docstring)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        folder = os.fspath(folder)
+        if not folder:
+            raise ValueError("a results folder must be a non-empty path")
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise NotADirectoryError(f"results folder {folder!r} is a file")
+        os.makedirs(os.path.join(folder, ARTIFACTS), exist_ok=True)
+        self.folder = folder
+        self.path = os.path.join(folder, ROWS)
+
+    def rows(self, where: Mapping[str, Any] | None = None) -> list[dict]:
+        """Every row, or those whose config contains the items of ``where``."""
+        rows = read_rows(self.path)
+        if where:
+            want = _canonical(where)
+            rows = [r for r in rows if all(r.get("config", {}).get(k) == v for k, v in want.items())]
+        return rows
+
+    def get(self, config: Mapping[str, Any]) -> dict | None:
+        """The latest row of exactly ``config``, or None."""
+        key, want = config_key(config), _canonical(config)
+        found = [r for r in read_rows(self.path) if r.get("key") == key and r.get("config") == want]
+        return found[-1] if found else None
+
+    def put(self, config: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict:
+        """Append the row of ``config`` with ``metrics``; returns it."""
+        reserved = {"key", "config", "wsjax", "commit", "written"} & set(metrics)
+        if reserved:
+            raise ValueError(f"metric names {sorted(reserved)} are reserved for the row's own fields")
+        row = {"key": config_key(config), "config": _canonical(config), "wsjax": __version__,
+               "commit": git_commit(), "written": time.strftime("%Y-%m-%dT%H:%M:%S"), **_canonical(dict(metrics))}
+        append_line(self.path, json.dumps(row, sort_keys=False))
+        return row
+
+    def artifact(self, config: Mapping[str, Any], suffix: str) -> str:
+        """The path of ``config``'s artifact ending in ``suffix`` (e.g. ``'.wsjax'``)."""
+        if not suffix or "/" in suffix or os.sep in suffix:
+            raise ValueError(f"an artifact suffix is a file-name ending, got {suffix!r}")
+        return os.path.join(self.folder, ARTIFACTS, config_key(config) + suffix)
+
+    def write_artifact(self, config: Mapping[str, Any], suffix: str, data: bytes) -> str:
+        path = self.artifact(config, suffix)
+        atomic_write(path, data)
+        return path
+
+
+def table(rows: Iterable[dict], columns: Iterable[str]) -> str:
+    """A markdown table of ``rows`` (config entries and metrics by name)."""
+    columns = list(columns)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        merged = {**r.get("config", {}), **r}
+        lines.append("| " + " | ".join(str(merged.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
