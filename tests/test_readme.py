@@ -35,4 +35,4 @@ def test_readme_script_compresses_a_user_nnx_model_into_real_files(tmp_path, mon
     for name, size in sizes.items():
         assert f"{name}: val accuracy" in out and f"{size:,} bytes" in out
     accuracies = [float(a) for a in re.findall(r"val accuracy (\d\.\d+)", out)]
-    assert min(accuracies) > 0.6, out  # real training on real data, not a smoke number
+    assert min(accuracies) > 0.7, out  # real training on real data (chance is 0.1)
