@@ -23,7 +23,7 @@ MODELS = ("lenet300100", "lenet5")
 
 
 def main(argv=None):
-    args = common.parse_args("baseline", __doc__.splitlines()[0], argv=argv)
+    args = common.parse_args("baseline", __doc__.splitlines()[0], argv=argv, models=MODELS)
     _, test = common.dataset_splits(args.dataset, args.quick, args.seed)
     rows = []
     for name in MODELS:

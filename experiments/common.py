@@ -47,8 +47,16 @@ def default_out(name: str, quick: bool) -> str:
     return os.path.join(ROOT, "experiments", "results", name)
 
 
-def parse_args(name: str, description: str, default_dataset: str = "fashion_mnist", argv=None):
-    """The standard flags; ``--out`` defaults to :func:`default_out`."""
+def parse_args(name: str, description: str, default_dataset: str = "fashion_mnist", argv=None,
+               models=()):
+    """The standard flags; ``--out`` defaults to :func:`default_out`.
+
+    A user mistake ends in one line (argparse's usage and ``error:`` line, exit status 2):
+    a negative ``--seed``; an empty ``--out`` (it would silently mean the committed
+    ``experiments/results/<name>/``) or one naming a file; a ``--dataset`` whose images are
+    too small for one of ``models`` (names of :func:`model_by_name`, or a function of the
+    parsed args returning them).
+    """
     p = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=description)
     p.add_argument("--quick", action="store_true", help="a < 1 minute smoke version")
     p.add_argument("--dataset", default=default_dataset, choices=_data.NAMES)
@@ -56,9 +64,21 @@ def parse_args(name: str, description: str, default_dataset: str = "fashion_mnis
     p.add_argument("--out", default=None, help="output folder")
     args = p.parse_args(argv)
     if args.seed < 0:
-        p.error("--seed must be >= 0")
+        p.error(f"--seed must be >= 0, got {args.seed}")
+    if args.out is not None and not args.out.strip():
+        p.error(f"--out must name a folder, got {args.out!r} (leave it out for the default)")
+    if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
+        p.error(f"--out {args.out!r} is a file, not a folder")
+    for model_name in models(args) if callable(models) else models:
+        try:
+            check_input(model_name, args.dataset)
+        except ValueError as e:
+            p.error(str(e))
     args.out = args.out or default_out(name, args.quick)
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        p.error(f"--out {args.out!r}: cannot create the folder ({e.strerror or e})")
     return args
 
 
@@ -160,6 +180,28 @@ def model_by_name(name: str):
     return table[name]()
 
 
+def check_input(model_name: str, dataset: str) -> None:
+    """Raise ValueError (one line) unless ``model_name`` runs on ``dataset``'s images.
+
+    Traces the model's ``init`` on one image of the dataset's shape (:data:`wsjax.data.SHAPES`)
+    with ``jax.eval_shape``: nothing is computed and the data set is not loaded.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    model = model_by_name(model_name)
+    if dataset not in _data.SHAPES:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(_data.NAMES)}")
+    shape = _data.SHAPES[dataset]
+    x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
+    try:
+        jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)
+    except (ValueError, TypeError, ZeroDivisionError) as e:
+        size = "x".join(map(str, shape))
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"--dataset {dataset} ({size} images) is too small for {model_name}: {reason}") from None
+
+
 def dataset_splits(dataset: str, quick: bool, seed: int = 0):
     """``(train, test)`` pairs; quick runs train on the first 10k examples."""
     train = _data.load(dataset, "train", seed=seed)
@@ -185,6 +227,7 @@ def train_dense(model_name: str, dataset: str, seed: int, quick: bool, progress:
 
     from wsjax.train import classifier, fit
 
+    check_input(model_name, dataset)
     model = model_by_name(model_name)
     train, test = dataset_splits(dataset, quick, seed)
     params = model.init(jax.random.key(seed), train[0][:1])["params"]
@@ -208,6 +251,7 @@ def pretrained(model_name: str, dataset: str = "fashion_mnist", seed: int = 0, q
     """
     from flax import serialization
 
+    check_input(model_name, dataset)
     model = model_by_name(model_name)
     path = pretrained_path(model_name, dataset, seed, quick)
     if os.path.exists(path):

@@ -655,7 +655,7 @@ COLUMNS = ["model", "method", "test_accuracy", "drop_points", "val_accuracy", "k
 
 
 def main(argv=None):
-    args = common.parse_args(NAME, __doc__.splitlines()[0], argv=argv)
+    args = common.parse_args(NAME, __doc__.splitlines()[0], argv=argv, models=MODELS)
     t_start = time.perf_counter()
     rows, sweep, reports, pruned_by_model = [], [], {}, {}
     for m in MODELS:

@@ -494,8 +494,9 @@ def plot(rows, mixtures, sweep, out_dir):
 
 
 def main(argv=None):
-    p_args = common.parse_args("soft_compression", __doc__.splitlines()[0], argv=argv)
-    models = ("lenet300100",) if p_args.quick else ("lenet300100", "lenet5")
+    chosen = lambda a: ("lenet300100",) if a.quick else ("lenet300100", "lenet5")
+    p_args = common.parse_args("soft_compression", __doc__.splitlines()[0], argv=argv, models=chosen)
+    models = chosen(p_args)
     rows, mixtures = [], {}
     for m in models:
         r, mix = compress(m, p_args.dataset, p_args.seed, p_args.quick, p_args.out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from wsjax import checks
 from wsjax.compress.pipeline import Pipeline
 from wsjax.compress.stages import Hash, Prune, Quantize, Retrain
 
@@ -12,8 +13,7 @@ def deep_compression(sparsity, *, prune_epochs: int = 6, prune_lr: float = 1e-3,
     ``rounds`` geometric steps, each followed by retraining the survivors; quantize the
     survivors (``bits``: Han's 8 conv / 5 fc by default) and retrain the centroids. Storing
     the result gives the relative-index, Huffman-coded file."""
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
+    rounds = checks.positive_int(rounds, "rounds")
     stages = []
     for r in range(1, rounds + 1):
         stages += [Prune(_geometric(sparsity, r, rounds)), Retrain(prune_epochs, prune_lr)]

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wsjax import pruning, sharing
+from wsjax import checks, pruning, sharing
 from wsjax.compress import train as _train
 from wsjax.compress.state import Compressed, start
 from wsjax.sharing.core import SharedParams, chain, init_within, masks_of
@@ -63,6 +63,15 @@ def _nonzero_masks(params, include):
         lambda kp, w: np.asarray(w) != 0 if match(sharing.path_str(kp)) else None, params)
 
 
+def _check_training(epochs, lr, alpha, seed, batch_size=100) -> None:
+    checks.positive_int(epochs, "epochs")
+    checks.number(lr, "lr", lo=0.0, lo_open=True)
+    checks.number(alpha, "alpha", lo=0.0, hi=1.0)
+    if seed is not None:
+        checks.seed(seed)
+    checks.positive_int(batch_size, "batch_size")
+
+
 @dataclasses.dataclass(frozen=True)
 class Prune:
     """Prune ``sparsity`` of the selected weights by magnitude (a number, or ``{regex: number}``
@@ -73,6 +82,11 @@ class Prune:
     include: Any = KERNELS
     scope: str = "layer"
     name = "prune"
+
+    def __post_init__(self):
+        if not isinstance(self.sparsity, dict) and not callable(self.sparsity):
+            checks.number(self.sparsity, "sparsity", lo=0.0, hi=1.0)
+        matcher(self.include)
 
     def run(self, net, c: Compressed, job) -> Compressed:
         _dense_only(c, self.name)
@@ -98,6 +112,11 @@ class Retrain:
     batch_size: int = 100
     name = "retrain"
     trains = True
+
+    def __post_init__(self):
+        _check_training(self.epochs, self.lr, self.alpha, self.seed, self.batch_size)
+        if self.examples is not None:
+            checks.positive_int(self.examples, "examples")
 
     def run(self, net, c: Compressed, job) -> Compressed:
         def compute():
@@ -162,6 +181,10 @@ class Hash:
     hash_seed: int = 0
     name = "hash"
 
+    def __post_init__(self):
+        checks.number(self.compression, "compression", lo=0.0, hi=1.0, lo_open=True)
+        checks.seed(self.hash_seed, "hash_seed", hi=2**32)
+
     def run(self, net, c: Compressed, job) -> Compressed:
         t = sharing.hashed(self.compression, scope=self.scope, seed=self.hash_seed, include=self.include,
                            init=self.init)
@@ -220,6 +243,12 @@ class SoftShare:
     seed: Optional[int] = None
     name = "soft_share"
 
+    def __post_init__(self):
+        checks.number(self.tau, "tau", lo=0.0)
+        _check_training(self.epochs, self.lr, self.alpha, self.seed)
+        checks.number(self.pi_zero, "pi_zero", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+        checks.integer(self.num_components, "num_components", lo=2)
+
     def _penalty(self, n_train):
         from wsjax import penalties
 
@@ -262,6 +291,9 @@ class Snap:
     kl_threshold: float = 0.1
     include: Any = KERNELS
     name = "snap"
+
+    def __post_init__(self):
+        checks.number(self.kl_threshold, "kl_threshold", lo=0.0, finite=False)
 
     def run(self, net, c: Compressed, job) -> Compressed:
         from wsjax import penalties

@@ -28,6 +28,7 @@ import os
 
 import numpy as np
 
+from wsjax import checks
 from wsjax.data import lecun89
 from wsjax.data.idx import find_idx_pair, load_idx_split
 
@@ -35,6 +36,16 @@ DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 NAMES = ("fashion_mnist", "mnist", "cifar10", "digits", "lecun89", "lecun89_new_drawings", "lecun89_centred")
 SPLITS = ("train", "test")
 NUM_CLASSES = {name: 10 for name in NAMES}
+#: Image shape ``(height, width, channels)`` of every dataset (what a model must accept).
+SHAPES = {
+    "fashion_mnist": (28, 28, 1),
+    "mnist": (28, 28, 1),
+    "cifar10": (32, 32, 3),
+    "digits": (8, 8, 1),
+    "lecun89": (16, 16, 1),
+    "lecun89_new_drawings": (16, 16, 1),
+    "lecun89_centred": (16, 16, 1),
+}
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -169,7 +180,6 @@ def load(
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(NAMES)}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} for {name!r}; use one of {SPLITS}")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = checks.seed(seed)
     env = tuple(os.environ.get(k) for k in ("WSJAX_DATA_DIR", "WSJAX_OFFLINE"))
     return _load_cached(name, split, int(seed), data_dir, bool(download), env)

@@ -34,6 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wsjax import checks
 from wsjax.models.local import LocallyConnected2D
 from wsjax.sharing.core import SharedParams, Transform, count_params, free_params, identity
 from wsjax.sharing.local import convolution
@@ -95,7 +96,7 @@ def lecun89_net(n: int, num_classes: int = 10, shared: bool = True) -> tuple[nn.
     ``shared=False`` keeps the architecture and drops the sharing (free = links): the
     control that isolates what sharing itself does.
     """
-    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= NUM_NETS:
+    if not checks.is_int(n) or not 1 <= n <= NUM_NETS:
         raise ValueError(f"LeCun 1989 has Net-1 .. Net-{NUM_NETS}, got n={n!r}")
     if not shared:
         return lecun89_net(n, num_classes)[0], identity()

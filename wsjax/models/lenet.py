@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 
 class MLP(nn.Module):
@@ -38,16 +37,27 @@ def LeNet300100(num_classes: int = 10) -> MLP:
     return MLP((300, 100, num_classes))
 
 
+#: The smallest image side LeNet-5's conv + pool stack accepts.
+LENET5_MIN_SIZE = 16
+
+
 class LeNet5(nn.Module):
     """LeNet-5, Caffe variant: conv 20@5x5, max-pool 2, conv 50@5x5, max-pool 2, fc 500, fc 10.
 
     'VALID' convolutions on 28x28 inputs: 431,080 parameters (Han et al. 2016: 1720 KB).
+    Its conv + pool stack needs images of at least :data:`LENET5_MIN_SIZE` (16) pixels a
+    side: ``(16 - 4) / 2 = 6``, ``(6 - 4) / 2 = 1``; smaller ones raise ValueError.
     """
 
     num_classes: int = 10
 
     @nn.compact
     def __call__(self, x):
+        if x.ndim != 4 or min(x.shape[1:3]) < LENET5_MIN_SIZE:
+            raise ValueError(
+                f"LeNet-5 needs NHWC images of at least {LENET5_MIN_SIZE}x{LENET5_MIN_SIZE} (two 5x5 "
+                f"'VALID' convolutions, each followed by a 2x2 max-pool), got input shape {tuple(x.shape)}"
+            )
         x = nn.Conv(20, (5, 5), padding="VALID", name="Conv_0")(x)
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = nn.Conv(50, (5, 5), padding="VALID", name="Conv_1")(x)

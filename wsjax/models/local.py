@@ -24,19 +24,23 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wsjax import checks
+
 BIASES = ("unit", "map", None)
 
 Padding = Any  # 'SAME' | 'VALID' | int | sequence of (low, high) pairs or ints
 
 
 def _pair(name: str, value) -> tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if checks.is_int(value):
         value = (value, value)
-    value = tuple(value)
-    positive = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-    if len(value) != 2 or not positive:
+    try:
+        value = tuple(value)
+    except TypeError:
+        value = (value,)
+    if len(value) != 2 or not all(checks.is_int(v) and v > 0 for v in value):
         raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {value!r}")
-    return value
+    return tuple(int(v) for v in value)
 
 
 def explicit_padding(
@@ -48,7 +52,7 @@ def explicit_padding(
             raise ValueError(f"padding must be 'SAME', 'VALID', an int or pairs, got {padding!r}")
         pads = jax.lax.padtype_to_pads(tuple(in_hw), tuple(patch), tuple(strides), padding.upper())
         return tuple((int(lo), int(hi)) for lo, hi in pads)
-    if isinstance(padding, int) and not isinstance(padding, bool):
+    if checks.is_int(padding):
         padding = ((padding, padding), (padding, padding))
     try:
         pads = tuple(
@@ -111,7 +115,7 @@ class LocallyConnected2D(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.ndim != 4:
             raise ValueError(f"LocallyConnected2D expects NHWC input, got shape {x.shape}")
-        if not isinstance(self.features, int) or self.features < 1:
+        if not checks.is_int(self.features) or self.features < 1:
             raise ValueError(f"features must be a positive int, got {self.features!r}")
         if self.bias not in BIASES:
             raise ValueError(f"bias must be one of {BIASES}, got {self.bias!r}")

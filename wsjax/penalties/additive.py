@@ -10,9 +10,9 @@ from typing import Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
+from wsjax import checks
 from wsjax.penalties.leaves import Include, add_to_selected, selected_leaves
 from wsjax.sharing.paths import matcher
 
@@ -30,15 +30,9 @@ def check_strength(strength: Strength) -> None:
 
     A traced scalar (e.g. a strength ``vmap``-ped over a grid) is accepted unchecked.
     """
-    if callable(strength) or isinstance(strength, jax.core.Tracer):
+    if callable(strength):
         return
-    ok = not isinstance(strength, bool) and np.ndim(strength) == 0
-    try:
-        ok = ok and float(strength) >= 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"strength must be a non-negative scalar or a schedule, got {strength!r}")
+    checks.number(strength, "strength (a scalar or a schedule)", lo=0.0, traced=True)
 
 
 def strength_at(strength: Strength, count: jax.Array) -> jax.Array:

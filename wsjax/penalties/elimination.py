@@ -17,13 +17,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from wsjax import checks
 from wsjax.penalties.additive import Strength, additive_penalty
 from wsjax.penalties.leaves import Include, selected_leaves
 
 
 def _check_w0(w0) -> None:
-    if isinstance(w0, bool) or not isinstance(w0, (int, float)) or not w0 > 0:
-        raise ValueError(f"w0 must be a positive number, got {w0!r}")
+    checks.number(w0, "w0", lo=0.0, lo_open=True)
 
 
 def _float(w: jax.Array) -> jax.Array:

@@ -17,23 +17,16 @@ from typing import NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.scipy.special import betaln, gammaln
 
+from wsjax import checks
 from wsjax.penalties.mixture import MAX_LOG_VAR, MIN_LOG_VAR, Mixture, as_float, mixing_log_probs
 
 
 def _check_positive(name: str, **values: float) -> None:
     """Positive scalars required; traced values (a ``vmap``-ped hyper-parameter) pass unchecked."""
     for k, v in values.items():
-        if isinstance(v, jax.core.Tracer):
-            continue
-        try:
-            ok = not isinstance(v, bool) and np.ndim(v) == 0 and float(v) > 0
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ValueError(f"{name}: {k} must be a positive number, got {v!r}")
+        checks.number(v, f"{name}: {k}", lo=0.0, lo_open=True, traced=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wsjax import checks
 from wsjax.penalties.leaves import Include, selected_leaves
 from wsjax.penalties.mixture import MAX_LOG_VAR, MIN_LOG_VAR, Mixture
 from wsjax.sharing.kmeans import kmeans_1d
@@ -75,20 +76,14 @@ def init_mixture(
     Returns:
       a float32 :class:`Mixture` with ``K`` components.
     """
-    if not isinstance(num_components, (int, np.integer)) or isinstance(num_components, bool):
-        raise TypeError(f"num_components must be an int, got {num_components!r}")
-    min_k = 2 if zero_component else 1
-    if num_components < min_k:
-        raise ValueError(
-            f"num_components must be >= {min_k} (zero_component={zero_component}), "
-            f"got {num_components}"
-        )
+    num_components = checks.integer(
+        num_components, f"num_components (zero_component={zero_component})", lo=2 if zero_component else 1)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if zero_component and not 0.0 < pi_zero < 1.0:
-        raise ValueError(f"pi_zero must lie in (0, 1), got {pi_zero}")
-    if init_std is not None and not init_std > 0:
-        raise ValueError(f"init_std must be positive, got {init_std}")
+    if zero_component:
+        pi_zero = checks.number(pi_zero, "pi_zero", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    if init_std is not None:
+        init_std = checks.number(init_std, "init_std", lo=0.0, lo_open=True)
     leaves = _all_weights(params, include)
     n_free = num_components - 1 if zero_component else num_components
     if method == "even":

@@ -27,7 +27,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from wsjax import checks
 from wsjax.penalties.leaves import Include, selected_leaves
 
 MIN_LOG_VAR = -30.0  # sigma ~ 3e-7: far below any weight scale, far above float32 underflow
@@ -55,7 +57,11 @@ class Mixture(NamedTuple):
 
 
 def check_mixture(mixture: Mixture) -> int:
-    """Validate shapes (host side, outside jit is best) and return ``K``."""
+    """Validate shapes and values and return ``K``.
+
+    A NaN or infinite mean, log-variance or logit raises ValueError (it would make every
+    density NaN); values are checked where they are concrete (outside ``jit`` / ``grad``).
+    """
     if not isinstance(mixture, Mixture):
         raise TypeError(f"expected a Mixture, got {type(mixture).__name__}")
     shapes = [jnp.shape(a) for a in mixture]
@@ -66,6 +72,12 @@ def check_mixture(mixture: Mixture) -> int:
         )
     if shapes[0][0] < 1:
         raise ValueError("a Mixture needs at least one component")
+    for field, a in zip(Mixture._fields, mixture):
+        if isinstance(a, jax.core.Tracer):
+            continue  # inside jit / grad: checked where the mixture is concrete
+        values = np.asarray(a, np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"the Mixture's {field} must be finite, got {values.tolist()}")
     return shapes[0][0]
 
 
@@ -205,6 +217,7 @@ def log_prior(params: Any, mixture: Mixture, *, include: Include = r".*") -> jax
     Use ``-strength * log_prior(params, mixture)`` inside a loss to train the weights (and,
     if you differentiate with respect to it, the mixture) jointly, as Nowlan & Hinton do.
     """
+    check_mixture(mixture)
     leaves = selected_leaves(params, include)
     return sum(sum_log_density(w, mixture) for w in leaves.values())
 
@@ -226,8 +239,7 @@ def constrain(
     if zero_component:
         means = means.at[0].set(0.0)
         if pi_zero is not None:
-            if not 0.0 < pi_zero < 1.0:
-                raise ValueError(f"pi_zero must lie in (0, 1), got {pi_zero}")
+            pi_zero = checks.number(pi_zero, "pi_zero", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
             if logits.shape[0] < 2:
                 raise ValueError("a fixed pi_zero needs at least one non-zero component")
             rest = jax.nn.logsumexp(logits[1:])

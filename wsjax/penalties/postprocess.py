@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wsjax import checks
 from wsjax.penalties.leaves import Include, replace_selected, selected_leaves
 from wsjax.penalties.mixture import (
     MAX_LOG_VAR,
@@ -57,8 +58,7 @@ def merge_components(
       a :class:`Mixture` with ``K' <= K`` components (host-computed, float32).
     """
     check_mixture(mixture)
-    if not kl_threshold >= 0:
-        raise ValueError(f"kl_threshold must be >= 0, got {kl_threshold}")
+    kl_threshold = checks.number(kl_threshold, "kl_threshold", lo=0.0, finite=False)
     means, var, pis = (list(a) for a in _host_mixture(mixture))
     while len(means) > 1:
         m, v = np.asarray(means), np.asarray(var)

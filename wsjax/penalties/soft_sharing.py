@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from wsjax import checks
 from wsjax.penalties.additive import Strength, check_strength, strength_at
 from wsjax.penalties.hyperpriors import HyperPrior, hyper_log_prior
 from wsjax.penalties.init import init_mixture
@@ -107,6 +108,9 @@ def soft_weight_sharing(
     """
     check_strength(strength)
     matcher(include)  # validate early
+    mixture_learning_rate = checks.number(mixture_learning_rate, "mixture_learning_rate", lo=0.0, lo_open=True)
+    if init_std is not None:
+        init_std = checks.number(init_std, "init_std", lo=0.0, lo_open=True)
     if not zero_component and learn_pi_zero:
         raise ValueError("learn_pi_zero needs zero_component=True")
     if isinstance(init, Mixture):
@@ -115,8 +119,10 @@ def soft_weight_sharing(
             raise ValueError("a zero component needs a mixture with at least 2 components")
     elif init not in ("even", "kmeans"):
         raise ValueError(f"init must be 'even', 'kmeans' or a Mixture, got {init!r}")
-    if zero_component and not 0.0 < pi_zero < 1.0:
-        raise ValueError(f"pi_zero must lie in (0, 1), got {pi_zero}")
+    else:
+        checks.integer(num_components, "num_components", lo=2 if zero_component else 1)
+    if zero_component:
+        pi_zero = checks.number(pi_zero, "pi_zero", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     if hyper_prior is not None:
         # Surfaces a bad hyper-prior (wrong type, zero-component terms without one) now.
         hyper_log_prior(

@@ -14,13 +14,13 @@ model compression <https://arxiv.org/abs/1710.01878>`_, 2017.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from wsjax.pruning.magnitude import _check_fraction, _number
+from wsjax import checks
 from wsjax.pruning.schedules import Schedule
 from wsjax.sharing.core import path_str
 from wsjax.sharing.paths import KERNELS, Include, PerLayer, matcher, per_layer
@@ -54,8 +54,10 @@ def gradual_pruning(
 
     ``update`` requires ``params``. The final masks are ``state.masks``.
     """
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(f"every must be a positive int, got {every!r}")
+    every = checks.positive_int(every, "every")
+    fraction = lambda v, path=None: checks.number(v, "target", lo=0.0, hi=1.0, path=path)
+    if target is not None and not isinstance(target, Mapping) and not callable(target):
+        fraction(target)
     match = matcher(include)
 
     def targets(params):
@@ -63,8 +65,7 @@ def gradual_pruning(
             path = path_str(kp)
             if not match(path):
                 return None
-            s = per_layer(target, path, name="target", check=_number("target"))
-            return None if s is None else _check_fraction(s, path)
+            return per_layer(target, path, name="target", check=fraction)
 
         return jax.tree_util.tree_map_with_path(one, params)
 

@@ -25,27 +25,21 @@ from typing import Any, Callable, Mapping
 import jax
 import numpy as np
 
+from wsjax import checks
 from wsjax.sharing.core import flatten_paths, path_str
 from wsjax.sharing.paths import KERNELS, Include, PerLayer, matcher, per_layer
 
 SCOPES = ("layer", "global")
 
 
-def _number(name: str) -> Callable[[Any, str], float]:
-    """A ``check`` for :func:`wsjax.sharing.paths.per_layer`: the value must be a number."""
-    return lambda v, path: _check_number(v, name, path)
+def _fraction(v, path: str) -> float:
+    """A ``check`` for :func:`wsjax.sharing.paths.per_layer`: a sparsity in [0, 1]."""
+    return checks.number(v, "sparsity", lo=0.0, hi=1.0, path=path)
 
 
-def _check_number(v, name, path):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} for {path!r} must be a number, got {v!r}")
-    return float(v)
-
-
-def _check_fraction(s: float, path: str) -> float:
-    if not 0.0 <= s <= 1.0:
-        raise ValueError(f"sparsity for {path!r} must be in [0, 1], got {s}")
-    return s
+def _quality(v, path: str) -> float:
+    """A ``check`` for :func:`wsjax.sharing.paths.per_layer`: a finite quality >= 0."""
+    return checks.number(v, "quality", lo=0.0, path=path)
 
 
 def _current(current, path: str, shape) -> np.ndarray:
@@ -116,8 +110,7 @@ def sparsity_masks(
     if scope == "layer":
 
         def leaf_mask(path, w):
-            s = per_layer(sparsity, path, name="sparsity", default=0.0, check=_number("sparsity"))
-            s = _check_fraction(s, path)
+            s = per_layer(sparsity, path, name="sparsity", default=0.0, check=_fraction)
             keep = _current(current, path, w.shape)
             return _prune_smallest(w, keep, int(round(s * w.size)))
 
@@ -125,7 +118,7 @@ def sparsity_masks(
 
     if isinstance(sparsity, Mapping):
         raise TypeError("scope='global' takes one sparsity for all layers, not a dict")
-    s = _check_fraction(_check_number(sparsity, "sparsity", "global"), "global")
+    s = checks.number(sparsity, "sparsity", lo=0.0, hi=1.0)
     match = matcher(include)
     chosen = {p: np.asarray(x) for p, x in flatten_paths(params).items() if match(p)}
     if not chosen:
@@ -156,11 +149,9 @@ def threshold_masks(
 
     def leaf_mask(path, w):
         keep = _current(current, path, w.shape)
-        q = per_layer(quality, path, name="quality", check=_number("quality"))
+        q = per_layer(quality, path, name="quality", check=_quality)
         if q is None or not keep.any():
             return keep
-        if q < 0:
-            raise ValueError(f"quality for {path!r} must be >= 0, got {q}")
         threshold = q * float(np.std(w[keep]))
         return keep & (np.abs(w) > threshold)
 

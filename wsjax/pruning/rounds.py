@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+from wsjax import checks
 from wsjax.pruning.magnitude import density, sparsity_masks
 from wsjax.pruning.schedules import Schedule, iterative, sparsity_at
 from wsjax.sharing.mask import apply_masks
@@ -53,6 +54,8 @@ def iterative_prune(
       masks, start_round: resume after round ``start_round - 1`` with its masks.
       on_round: called after each round (e.g. to checkpoint it).
     """
+    rounds = checks.positive_int(rounds, "rounds")
+    start_round = checks.positive_int(start_round, "start_round")
     schedule = schedule or iterative(rounds)
     history = []
     for r in range(start_round, rounds + 1):

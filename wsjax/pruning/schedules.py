@@ -25,6 +25,8 @@ from typing import Callable, Mapping, Union
 
 import jax.numpy as jnp
 
+from wsjax import checks
+
 Schedule = Callable[[float, "int | jnp.ndarray"], "float | jnp.ndarray"]
 
 
@@ -35,8 +37,7 @@ def one_shot() -> Schedule:
 
 def iterative(rounds: int, *, geometric: bool = True) -> Schedule:
     """Rounds ``1..rounds`` reach ``target`` at the last; round 0 prunes nothing."""
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
+    rounds = checks.positive_int(rounds, "rounds")
 
     def schedule(target, step):
         r = jnp.clip(jnp.asarray(step, jnp.float32), 0, rounds) / rounds
@@ -49,12 +50,12 @@ def iterative(rounds: int, *, geometric: bool = True) -> Schedule:
 
 def polynomial(begin_step: int, end_step: int, *, initial: float = 0.0, power: float = 3.0) -> Schedule:
     """Zhu & Gupta's gradual schedule from ``initial`` at ``begin_step`` to the target at ``end_step``."""
-    if not 0 <= begin_step < end_step:
+    begin_step = checks.integer(begin_step, "begin_step", lo=0)
+    end_step = checks.integer(end_step, "end_step", lo=0)
+    if not begin_step < end_step:
         raise ValueError(f"need 0 <= begin_step < end_step, got {begin_step}, {end_step}")
-    if not 0.0 <= initial < 1.0:
-        raise ValueError(f"initial sparsity must be in [0, 1), got {initial}")
-    if power <= 0:
-        raise ValueError(f"power must be > 0, got {power}")
+    initial = checks.number(initial, "initial sparsity", lo=0.0, hi=1.0, hi_open=True)
+    power = checks.number(power, "power", lo=0.0, lo_open=True)
 
     def schedule(target, step):
         t = jnp.clip((jnp.asarray(step, jnp.float32) - begin_step) / (end_step - begin_step), 0.0, 1.0)

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple, Sequence, Union
 import jax.numpy as jnp
 import numpy as np
 
+from wsjax import checks
 from wsjax.models.lenet import MLP
 
 METHODS = ("weight", "activation")
@@ -84,17 +85,13 @@ def neuron_importance(model: MLP, params, *, method: str = "weight", inputs=None
 
 
 def _widths(keep, hidden: Sequence[int]) -> list[int]:
-    if isinstance(keep, (float, np.floating)) and not isinstance(keep, bool):
-        if not 0.0 < keep <= 1.0:
-            raise ValueError(f"a keep fraction must be in (0, 1], got {keep}")
+    if isinstance(keep, (float, np.floating)):
+        keep = checks.number(keep, "a keep fraction", lo=0.0, hi=1.0, lo_open=True)
         return [max(1, int(round(keep * h))) for h in hidden]
     keep = list(keep)
     if len(keep) != len(hidden):
         raise ValueError(f"keep lists {len(keep)} widths for {len(hidden)} hidden layers")
-    for k, h in zip(keep, hidden):
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= h:
-            raise ValueError(f"kept width {k!r} must be an int in 1..{h}")
-    return [int(k) for k in keep]
+    return [checks.integer(k, "kept width", lo=1, hi=h) for k, h in zip(keep, hidden)]
 
 
 def prune_neurons(

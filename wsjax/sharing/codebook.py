@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wsjax import checks
 from wsjax.sharing import kmeans as _kmeans
 from wsjax.sharing.core import SharedParams, Transform, chain, select
 from wsjax.sharing.mask import masked
@@ -55,11 +56,7 @@ def default_bits(path: str, leaf) -> int:
 
 
 def _check_bits(bits: int, path: str) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
-        raise TypeError(f"bits for {path!r} must be an int, got {bits!r}")
-    if not 1 <= bits <= MAX_BITS:
-        raise ValueError(f"bits for {path!r} must be in 1..{MAX_BITS}, got {bits}")
-    return int(bits)
+    return checks.integer(bits, "bits", lo=1, hi=MAX_BITS, path=path)
 
 
 def resolve_bits(bits: BitsSpec, path: str, leaf) -> int:
@@ -153,6 +150,9 @@ def codebook(bits: BitsSpec = None, *, init: str = "linear", max_iter: int = 300
     """
     if init not in _kmeans.INITS:
         raise ValueError(f"init must be one of {_kmeans.INITS}, got {init!r}")
+    if bits is not None and not isinstance(bits, Mapping) and not callable(bits):
+        checks.integer(bits, "bits", lo=1, hi=MAX_BITS)  # one value: say so now, not at init
+    checks.integer(max_iter, "max_iter", lo=0)
     init_method = init
 
     def init(key, leaves: Mapping[str, Any], masks: Mapping[str, Any] | None = None):

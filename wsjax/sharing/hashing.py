@@ -38,13 +38,13 @@ constants and avalanche).
 from __future__ import annotations
 
 import functools
-import math
 from typing import Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wsjax import checks
 from wsjax.sharing.core import SharedParams, Static, Transform, select
 from wsjax.sharing.paths import KERNELS, KERNELS_AND_BIASES, Include
 
@@ -214,16 +214,13 @@ def num_buckets(compression: float, size: int) -> int:
 
 
 def _check_config(compression, scope, init, seed):
-    if isinstance(compression, bool) or not isinstance(compression, (int, float)):
-        raise TypeError(f"compression must be a number in (0, 1], got {compression!r}")
-    if not 0.0 < compression <= 1.0 or math.isnan(compression):
-        raise ValueError(f"compression must be in (0, 1] (free / virtual), got {compression}")
+    """``(compression, seed)`` as a Python float and int, or a clear error."""
+    compression = checks.number(compression, "compression (free / virtual)", lo=0.0, hi=1.0, lo_open=True)
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
+    return compression, checks.seed(seed, "seed", hi=2**32)
 
 
 def _check_leaves(leaves: Mapping[str, jax.Array]):
@@ -288,7 +285,7 @@ def hashing(
     ``theta`` is ``{path: buckets}`` for scope 'layer' and the bucket vector itself for scope
     'pool'.
     """
-    _check_config(compression, scope, init, seed)
+    compression, seed = _check_config(compression, scope, init, seed)
 
     def make_specs(leaves):
         ids = _layer_ids(leaves)

@@ -44,6 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from wsjax import checks
+
 INITS = ("linear", "density", "random", "kmeans++")
 
 
@@ -393,12 +395,10 @@ def _kmeans_1d(x, weights, key, max_iter, tol, *, k: int, init: str, n_init: int
 
 
 def _validate(x, k, init, key, weights, max_iter=1):
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    checks.positive_int(k, "k")
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
-        raise ValueError(f"max_iter must be a non-negative int, got {max_iter!r}")
+    checks.integer(max_iter, "max_iter", lo=0)
     if not hasattr(x, "shape"):
         x = np.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating) and not jnp.issubdtype(x.dtype, jnp.integer):
@@ -485,15 +485,12 @@ def kmeans_1d(
     """
     x, weights, key = _validate(x, k, init, key, weights, max_iter)
     shape = jnp.shape(x)
-    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1):
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    if size is not None:
+        checks.positive_int(size, "size")
     flat, w, n = _padded(x, weights, size)
-    if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
-        raise ValueError(f"n_init must be a positive int, got {n_init!r}")
-    n_init = int(n_init) if init in ("random", "kmeans++") else 1
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)) \
-            or not np.isfinite(tol) or tol < 0:
-        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    n_init = checks.positive_int(n_init, "n_init")
+    n_init = n_init if init in ("random", "kmeans++") else 1
+    tol = checks.number(tol, "tol", lo=0.0)
     r = _kmeans_1d(flat, w, key, jnp.int32(max_iter), jnp.float32(tol), k=int(k), init=init, n_init=n_init)
     return r._replace(assignments=r.assignments[:n].reshape(shape))
 

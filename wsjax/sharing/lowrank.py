@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wsjax import checks
 from wsjax.sharing.core import SharedParams, Static, Transform, per_leaf, select
 from wsjax.sharing.paths import KERNELS, Include
 
@@ -28,8 +29,7 @@ Rank = int | Mapping[str, int] | Callable[[str, tuple], int]
 
 def rank_for_compression(compression: float, shape: tuple) -> int:
     """The rank whose factors hold about ``compression * size`` parameters (at least 1)."""
-    if not 0.0 < compression <= 1.0:
-        raise ValueError(f"compression must be in (0, 1], got {compression}")
+    compression = checks.number(compression, "compression", lo=0.0, hi=1.0, lo_open=True)
     rows, cols = _matrix_shape(shape)
     return max(1, int(round(compression * rows * cols / (rows + cols))))
 
@@ -74,11 +74,7 @@ def _rank_of(rank: Rank, path: str, shape: tuple) -> int:
         r = rank[path]
     else:
         r = rank
-    if isinstance(r, (int, np.integer)) and not isinstance(r, bool) and r >= 1:
-        r = min(int(r), *_matrix_shape(shape))
-    if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1:
-        raise ValueError(f"rank for {path!r} must be a positive int, got {r!r}")
-    return int(r)
+    return min(checks.positive_int(r, "rank", path=path), *_matrix_shape(shape))
 
 
 def svd_factors(w: jax.Array, rank: int) -> tuple[jax.Array, jax.Array]:
@@ -99,6 +95,8 @@ def low_rank_leaves(rank: Rank) -> Transform:
     above a leaf's smaller side is lowered to it.
     ``theta`` is ``{path: {'u': U, 'v': V}}``.
     """
+    if not callable(rank) and not isinstance(rank, Mapping):
+        checks.positive_int(rank, "rank")
 
     def leaf_init(key, leaf, path):
         del key
@@ -125,7 +123,7 @@ def low_rank(rank: Rank | None = None, *, compression: float | None = None,
         raise ValueError("give exactly one of rank and compression")
     if compression is None:
         return select(include, low_rank_leaves(rank))
-    rank_for_compression(compression, (1, 1))  # validates the value
+    compression = checks.number(compression, "compression", lo=0.0, hi=1.0, lo_open=True)
 
     def init(key, leaves):
         shapes = [tuple(x.shape) for x in leaves.values()]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from wsjax import checks
 from wsjax.sharing.core import SharedParams, Static, Transform, per_leaf, select
 from wsjax.sharing.paths import KERNELS, Include
 
@@ -26,10 +27,7 @@ def kept_edges(compression: float, size: int) -> int:
 
 def random_edges_leaves(compression: float) -> Transform:
     """RER over a ``{path: leaf}`` dict: each leaf keeps ``kept_edges(compression, size)`` weights."""
-    if isinstance(compression, bool) or not isinstance(compression, (int, float)):
-        raise TypeError(f"compression must be a number in (0, 1], got {compression!r}")
-    if not 0.0 < compression <= 1.0:
-        raise ValueError(f"compression must be in (0, 1], got {compression}")
+    compression = checks.number(compression, "compression", lo=0.0, hi=1.0, lo_open=True)
 
     def leaf_init(key, leaf, path):
         del path

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wsjax import checks
 from wsjax.sharing.core import SharedParams, Static, Transform, select
 
 MULTIPLEX = (None, "scale_shift", "lowrank")
@@ -94,8 +95,7 @@ def tying(layers: Sequence[str], *, multiplex: str | None = None, rank: int = 4)
         raise ValueError(f"tied layers must be distinct, got {list(layers)}")
     if multiplex not in MULTIPLEX:
         raise ValueError(f"multiplex must be one of {MULTIPLEX}, got {multiplex!r}")
-    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
-        raise ValueError(f"rank must be a positive int, got {rank!r}")
+    rank = checks.positive_int(rank, "rank")
 
     def init(key, leaves):
         groups = _group(leaves, layers)
