@@ -34,6 +34,7 @@ from flax import serialization
 
 from wsjax.compress.net import as_net
 from wsjax.compress.state import Compressed, start
+from wsjax.io import atomic_write
 
 
 def _describe(value):
@@ -95,12 +96,7 @@ class Job:
         blob = serialization.msgpack_serialize(
             {"tree": serialization.to_state_dict(jax.tree.map(np.asarray, tree)), "info": json.dumps(info, default=float)})
         os.makedirs(self.out_dir, exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, blob)  # a killed run leaves no torn cache file
         return tree, info
 
 

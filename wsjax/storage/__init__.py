@@ -3,7 +3,9 @@
 A params pytree whose layers were pruned and quantized is stored as relative-index sparse
 matrices with filler zeros, per-layer codebooks, and Huffman-coded cluster indices and
 gaps; biases and anything else unpruned are stored plainly. The file is versioned and
-checksummed, and :class:`SizeReport` accounts for every byte of it.
+checksummed, and :class:`SizeReport` accounts for every byte of it. Decoding is bounded by
+explicit resource :class:`Limits` (:mod:`wsjax.storage.limits`), checked before anything is
+allocated, so that a hostile file raises :class:`StorageError` instead of exhausting memory.
 
 A transform's free state is stored by the codec its ``Transform.codec`` names
 (:mod:`wsjax.storage.codecs`, one module per codec, registered by name): hashed layers as
@@ -36,12 +38,14 @@ from wsjax.storage.fileformat import (
     size_report,
 )
 from wsjax.storage.layers import ENCODINGS
+from wsjax.storage.limits import Limits
 from wsjax.storage.report import LayerReport, SizeReport
 
 __all__ = [
     "ENCODINGS",
     "FILE_OVERHEAD_BYTES",
     "LayerReport",
+    "Limits",
     "MAGIC",
     "SizeReport",
     "StorageError",

@@ -37,8 +37,13 @@ def pack_uint(values, width: int) -> bytes:
     return np.packbits(bits.reshape(-1)).tobytes()
 
 
+_CHUNK = 1 << 20  # values unpacked at a time (bounds the temporaries to tens of MB)
+
+
 def unpack_uint(data: bytes, n: int, width: int) -> np.ndarray:
-    """Inverse of :func:`pack_uint`: ``n`` values (int64) from exactly ``packed_size`` bytes.
+    """Inverse of :func:`pack_uint`: ``n`` values from exactly ``packed_size`` bytes (int32
+    for widths up to 31 bits, else int64), unpacked in chunks so that the temporaries stay
+    small whatever ``n`` is.
 
     Raises StorageError when ``data`` has the wrong length or non-zero padding bits.
     """
@@ -47,13 +52,29 @@ def unpack_uint(data: bytes, n: int, width: int) -> np.ndarray:
             f"bit-packed field: {len(data)} byte(s), expected {packed_size(n, width)} "
             f"for {n} value(s) of {width} bit(s)"
         )
+    out_dtype = np.int32 if width <= 31 else np.int64
     if width == 0 or n == 0:
-        return np.zeros(n, dtype=np.int64)
+        return np.zeros(n, dtype=out_dtype)
     if width > 63:
         raise StorageError(f"bit-packed field: width {width} too large")
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-    if bits[n * width :].any():
+    padding = 8 * len(data) - n * width
+    if data[-1] & ((1 << padding) - 1):
         raise StorageError("bit-packed field: non-zero padding bits")
-    bits = bits[: n * width].reshape(n, width).astype(np.int64)
-    weights = np.left_shift(np.int64(1), np.arange(width - 1, -1, -1, dtype=np.int64))
-    return bits @ weights
+    if width > 56:  # a value may span nine bytes: bit by bit (rare, and small)
+        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+        bits = bits[: n * width].reshape(n, width).astype(np.int64)
+        weights = np.left_shift(np.int64(1), np.arange(width - 1, -1, -1, dtype=np.int64))
+        return bits @ weights
+    buf = np.concatenate([np.frombuffer(data, dtype=np.uint8), np.zeros(8, np.uint8)])
+    n_bytes = (width + 7 + 7) // 8  # bytes a value can touch
+    mask = np.uint64((1 << width) - 1)
+    out = np.empty(n, dtype=out_dtype)
+    for lo in range(0, n, _CHUNK):
+        offset = np.arange(lo, min(n, lo + _CHUNK), dtype=np.uint64) * np.uint64(width)
+        first = (offset >> np.uint64(3)).astype(np.intp)
+        word = np.zeros(first.size, dtype=np.uint64)
+        for k in range(n_bytes):
+            word = (word << np.uint64(8)) | buf[first + k]
+        shift = np.uint64(8 * n_bytes - width) - (offset & np.uint64(7))
+        out[lo : lo + first.size] = (word >> shift) & mask
+    return out

@@ -25,8 +25,11 @@ Loading checks the magic, the version, the length and the checksum before it par
 single layer, then checks every layer's internal consistency (element counts against the
 shape, stream sizes against the payload size, indices against the codebook) and every
 group's meta (each codec validates shapes, counts, ranks and seeds against its records,
-and bounds what it decodes). Anything wrong raises :class:`StorageError`; a wrong model is
-never returned.
+and bounds what it decodes). Every array is charged against explicit resource limits
+(:mod:`wsjax.storage.limits`: elements per file and per layer, bytes, and elements no stored
+bit describes) before it is allocated or a codec's transform runs. Anything wrong raises
+:class:`StorageError` naming the layer or group and the field; a wrong model is never
+returned.
 
 References: Han, Mao & Dally, `Deep Compression <https://arxiv.org/abs/1510.00149>`_, 2016.
 """
@@ -37,14 +40,13 @@ import json
 import math
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from wsjax.storage import layers, options, tree
+from wsjax.storage import layers, limits as limits_, options, tree
 from wsjax.storage.bytestream import ByteReader, ByteWriter, varint_size
 from wsjax.storage.errors import StorageError
 from wsjax.storage.report import LayerReport, SizeReport
@@ -217,27 +219,40 @@ class _Parsed(NamedTuple):
     n_groups: int
 
 
-def _parse(data) -> _Parsed:
+def _parse(data, limits: limits_.Limits | None = None) -> _Parsed:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
     version, flags, n_layers = _check_envelope(data)
+    budget = limits_.Budget(limits)
     reader = ByteReader(data, _HEADER.size, len(data) - _CHECKSUM.size, "storage file")
-    if version == VERSION_WEIGHTS:
-        arrays, infos = _read_records(reader, n_layers)
-        reader.expect_end()
-        return _Parsed(arrays, bool(flags & 1), infos, [], 0)
-    raw_groups = _read_groups(reader, n_layers)
-    groups, arrays = _decode_groups(raw_groups)
+    try:
+        if version == VERSION_WEIGHTS:
+            arrays, infos = _read_records(reader, n_layers, budget)
+            reader.expect_end()
+            return _Parsed(arrays, bool(flags & 1), infos, [], 0)
+        raw_groups = _read_groups(reader, n_layers, budget)
+        with limits_.active(budget):
+            groups, arrays = _decode_groups(raw_groups, budget)
+    except MemoryError:  # within the limits, but more than this machine has
+        raise StorageError(
+            f"storage file: decoding needs more memory than is available (it decodes "
+            f"{budget.elements} elements, {budget.bytes} bytes so far; limits "
+            f"{budget.limits})") from None
     infos = [info for _, _, _, group_infos, _ in raw_groups for info in group_infos]
     return _Parsed(arrays, bool(flags & 1), infos, groups, len(raw_groups))
 
 
-def _read_records(reader: ByteReader, n: int) -> tuple[dict, list]:
+def _read_records(reader: ByteReader, n: int, budget: limits_.Budget) -> tuple[dict, list]:
     arrays: dict[str, np.ndarray] = {}
     infos = []
-    for _ in range(n):
-        array, info = layers.decode_layer(reader)
+    for k in range(n):
+        try:
+            array, info = layers.decode_layer(reader, budget)
+        except StorageError as e:
+            if str(e).startswith("layer "):
+                raise
+            raise StorageError(f"layer record {k + 1} of {n}: {e}") from None
         if info.name in arrays:
             raise StorageError(f"layer {info.name!r} stored twice")
         arrays[info.name] = array
@@ -245,7 +260,7 @@ def _read_records(reader: ByteReader, n: int) -> tuple[dict, list]:
     return arrays, infos
 
 
-def _read_groups(reader: ByteReader, n_layers: int) -> list:
+def _read_groups(reader: ByteReader, n_layers: int, budget: limits_.Budget) -> list:
     """``[(codec name, meta, arrays, infos, overhead bytes)]`` of a version 2 body."""
     n_groups = reader.varint("group count")
     if n_groups > reader.remaining // 3:  # a group takes at least three bytes
@@ -262,7 +277,7 @@ def _read_groups(reader: ByteReader, n_layers: int) -> list:
         if n_records + count > n_layers:
             raise StorageError(f"{where}: more layer records than the header's {n_layers}")
         overhead = reader.pos - start
-        arrays, infos = _read_records(reader, count)
+        arrays, infos = _read_records(reader, count, budget)
         n_records += count
         out.append((name, meta, arrays, infos, overhead))
     reader.expect_end()
@@ -311,7 +326,7 @@ def _positions(meta: dict, where: str) -> list[int]:
     return at
 
 
-def _decode_groups(raw_groups) -> tuple[list[_Group], dict]:
+def _decode_groups(raw_groups, budget: limits_.Budget) -> tuple[list[_Group], dict]:
     """Decode every group by its codec; the params in their stored order."""
     from wsjax.storage import codecs
 
@@ -319,6 +334,14 @@ def _decode_groups(raw_groups) -> tuple[list[_Group], dict]:
     for i, (name, meta, _, _, _) in enumerate(raw_groups):
         positions.append(_positions(meta, f"group {i} ({name!r})"))
     slots: list = [None] * sum(len(at) for at in positions)
+    seen_at: set = set()
+    for i, ((name, *_), at) in enumerate(zip(raw_groups, positions)):  # before any codec runs
+        for pos in at:
+            if not 0 <= pos < len(slots) or pos in seen_at:
+                raise StorageError(f"group {i} ({name!r}): meta field {_AT!r} places a leaf at "
+                                   f"position {pos}, {'taken' if pos in seen_at else 'out of range'}"
+                                   f" (the file has {len(slots)} leaves)")
+            seen_at.add(pos)
     groups, seen = [], set()
     for i, ((name, meta, arrays, infos, overhead), at) in enumerate(zip(raw_groups, positions)):
         where = f"group {i} ({name!r})"
@@ -328,11 +351,16 @@ def _decode_groups(raw_groups) -> tuple[list[_Group], dict]:
             raise StorageError(f"{where}: unknown codec; this wsjax knows {codecs.names()}"
                                ) from None
         group = codecs.Group(name, meta, arrays)
+        budget.begin_group()
         try:
             params, state = codec.decode(group)
+            if not isinstance(params, dict):
+                raise TypeError(f"the codec returned {type(params).__name__}, not a dict")
+            _settle(budget, where, params, arrays)
         except StorageError:
             raise
-        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as e:  # a codec's own check on what it was given
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
+                ZeroDivisionError, RecursionError) as e:  # a codec's own check on its input
             raise StorageError(f"{where}: {type(e).__name__}: {e}"[:500]) from None
         if len(params) != len(at):
             raise StorageError(f"{where}: decodes to {len(params)} leaves, meta places "
@@ -346,9 +374,31 @@ def _decode_groups(raw_groups) -> tuple[list[_Group], dict]:
     return groups, dict(slots)
 
 
-def parse(data: bytes) -> tuple[dict[str, np.ndarray], bool, list[layers.LayerInfo]]:
+def _settle(budget: limits_.Budget, where: str, params: dict, records: dict) -> None:
+    """Charge what a codec built beyond what it charged itself (a codec that calls
+    ``check_elements`` first is refused before it builds anything; one that does not is
+    still held to the limits here)."""
+    stored = {id(x) for x in records.values()}
+    built = [x for x in params.values() if id(x) not in stored]
+    n = sum(int(np.size(x)) for x in built)
+    if n > budget.group_elements:
+        itemsize = max((np.dtype(getattr(x, "dtype", np.float64)).itemsize for x in built),
+                       default=4)
+        budget.take(where, n - budget.group_elements, itemsize, "elements built")
+
+
+_UNLIMITED = limits_.Limits(*(1 << 62,) * 4)
+
+
+def _limits(limits, max_elements) -> limits_.Limits:
+    return limits_.resolve(limits, max_elements)
+
+
+def parse(data: bytes, *, max_elements: int | None = None,
+          limits: limits_.Limits | None = None
+          ) -> tuple[dict[str, np.ndarray], bool, list[layers.LayerInfo]]:
     """Decode a file: ``({path: array} params, is_flat, [LayerInfo] of every record)``."""
-    parsed = _parse(data)
+    parsed = _parse(data, _limits(limits, max_elements))
     return parsed.arrays, parsed.is_flat, parsed.infos
 
 
@@ -362,8 +412,16 @@ def _state_keys(groups: list[_Group]) -> list[str]:
     return keys
 
 
-def decode(data: bytes, *, with_state: bool = False):
+def decode(data: bytes, *, with_state: bool = False, max_elements: int | None = None,
+           limits: limits_.Limits | None = None):
     """Decode bytes from :func:`encode` into nested dicts of NumPy arrays (bit exact).
+
+    Decoding is bounded by :class:`~wsjax.storage.Limits` (see :mod:`wsjax.storage.limits`;
+    defaults: ``2**28`` elements per file and per layer, ``2**31`` bytes, ``2**24``
+    elements that no stored bit describes), checked before anything is allocated;
+    ``max_elements`` sets the per-file and per-layer element bound at once, ``limits``
+    any of them. A file over a limit raises :class:`StorageError` naming the layer, the
+    field and the limit.
 
     With ``with_state=True`` returns ``(params, states)``: ``states`` maps each stored
     codec group (``'hashing'``, ``'low_rank'``, ``'tying'``; a repeated codec gets
@@ -373,7 +431,7 @@ def decode(data: bytes, *, with_state: bool = False):
     ``SharedParams({'rest': params with None at the group's leaves, 'inner':
     s.theta}, s.frozen)``. A file of plain weights has ``states == {}``.
     """
-    parsed = _parse(data)
+    parsed = _parse(data, _limits(limits, max_elements))
     params = tree.unflatten(parsed.arrays, parsed.is_flat)
     if not with_state:
         return params
@@ -412,16 +470,20 @@ def _group_rows(parsed: _Parsed) -> tuple[list[LayerReport], int]:
     return [row for _, row in keyed], orphan_bytes
 
 
-def size_report(params_or_bytes: Any, **encode_options) -> SizeReport:
-    """Per-layer size report of encoded bytes, or of params (or a ``(transform, state)``
-    pair) encoded with ``encode_options``."""
+def size_report(params_or_bytes: Any, *, max_elements: int | None = None,
+                limits: limits_.Limits | None = None, **encode_options) -> SizeReport:
+    """Per-layer size report of encoded bytes (decoded under ``max_elements`` / ``limits``
+    as in :func:`decode`), or of params (or a ``(transform, state)`` pair) encoded with
+    ``encode_options``."""
     if isinstance(params_or_bytes, (bytes, bytearray, memoryview)):
         if encode_options:
             raise ValueError("encode options apply to params, not to already encoded bytes")
         data = bytes(params_or_bytes)
-    else:
+        bounds = _limits(limits, max_elements)
+    else:  # the caller's own model: what it encodes to is what it decodes to
         data = encode(params_or_bytes, **encode_options)
-    parsed = _parse(data)
+        bounds = _UNLIMITED
+    parsed = _parse(data, bounds)
     if not parsed.groups:
         return SizeReport.from_layers(parsed.infos, FILE_OVERHEAD_BYTES, len(data))
     rows, orphan_bytes = _group_rows(parsed)
@@ -431,29 +493,37 @@ def size_report(params_or_bytes: Any, **encode_options) -> SizeReport:
 
 def save(path: str | os.PathLike, params: Any, **encode_options) -> SizeReport:
     """Encode ``params`` (or a ``(transform, state)`` pair) and write them to ``path``
-    atomically; returns the size report."""
-    data = encode(params, **encode_options)
-    report = size_report(data)
+    atomically (:func:`wsjax.io.atomic_write`: an fsync'd temporary file renamed over
+    ``path``, so a crash leaves the old file or the new one); returns the size report.
+
+    FileNotFoundError naming ``path`` if its folder does not exist. A model larger than the
+    default decoding limits saves, but loads only with those limits raised (see
+    :func:`decode`).
+    """
+    from wsjax.io import atomic_write
+
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".wsjax-storage-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):  # before encoding: the mistake is the path, say so at once
+        raise FileNotFoundError(f"cannot save to {path!r}: its folder {folder!r} does not exist")
+    data = encode(params, **encode_options)
+    # A model bigger than the default limits still saves; loading it needs those limits.
+    report = size_report(data, limits=_UNLIMITED)
+    atomic_write(path, data)
     return report
 
 
-def load(path: str | os.PathLike, *, with_state: bool = False):
-    """Read a file written by :func:`save`; StorageError if it is not exactly such a file.
+def load(path: str | os.PathLike, *, with_state: bool = False, max_elements: int | None = None,
+         limits: limits_.Limits | None = None):
+    """Read a file written by :func:`save`; StorageError if it is not exactly such a file,
+    or if it decodes to more than the limits allow (see :func:`decode`).
 
     Returns the params (nested dicts of NumPy arrays, like the model's), or ``(params,
     states)`` with ``with_state=True`` (see :func:`decode`).
     """
     with open(path, "rb") as f:
-        return decode(f.read(), with_state=with_state)
+        data = f.read()
+    try:
+        return decode(data, with_state=with_state, max_elements=max_elements, limits=limits)
+    except StorageError as e:
+        raise StorageError(f"{os.fspath(path)}: {e}") from None

@@ -137,11 +137,15 @@ def encode(symbols, lengths) -> tuple[bytes, int]:
     return np.packbits(bits).tobytes(), n_bits
 
 
+_SEGMENT_BITS = 1 << 20  # bits decoded at a time (bounds the temporaries to tens of MB)
+
+
 def decode(data: bytes, lengths, n_symbols: int) -> tuple[np.ndarray, int]:
-    """Decode ``n_symbols`` symbols (int64) from ``data``; returns (symbols, bits consumed).
+    """Decode ``n_symbols`` symbols (int32) from ``data``; returns (symbols, bits consumed).
 
     Raises StorageError when the bits run out, hit an invalid codeword, or leave more than
-    the final byte's zero padding unread.
+    the final byte's zero padding unread. The stream is decoded in segments of
+    ``_SEGMENT_BITS`` bits, so the temporaries stay small whatever its length.
     """
     lengths = validate_lengths(lengths)
     if n_symbols < 0:
@@ -149,17 +153,21 @@ def decode(data: bytes, lengths, n_symbols: int) -> tuple[np.ndarray, int]:
     if n_symbols == 0:
         if data:
             raise StorageError("Huffman stream: data present for zero symbols")
-        return np.zeros(0, dtype=np.int64), 0
+        return np.zeros(0, dtype=np.int32), 0
     n_bits = 8 * len(data)
     if n_symbols > n_bits:
         raise StorageError(
             f"Huffman stream: {n_symbols} symbols cannot fit in {len(data)} byte(s)"
         )
     max_length = int(lengths.max())
+    if n_bits > n_symbols * max_length + 7:
+        raise StorageError(
+            f"Huffman stream: unexpected bits after the last symbol ({len(data)} byte(s) "
+            f"are more than {n_symbols} symbols of at most {max_length} bits can take)"
+        )
     # Lookup table: every max_length-bit window -> (symbol, length) of its leading codeword.
-    table_symbol = np.zeros(1 << max_length, dtype=np.int64)
-    index = np.int32 if n_bits + 2 < 2**31 else np.int64
-    table_length = np.zeros(1 << max_length, dtype=index)
+    table_symbol = np.zeros(1 << max_length, dtype=np.int32)
+    table_length = np.zeros(1 << max_length, dtype=np.int64)
     codes = canonical_codes(lengths)
     for symbol in np.flatnonzero(lengths).tolist():
         length = int(lengths[symbol])
@@ -168,30 +176,47 @@ def decode(data: bytes, lengths, n_symbols: int) -> tuple[np.ndarray, int]:
         table_symbol[lo:hi] = symbol
         table_length[lo:hi] = length
     # The max_length-bit window at bit p lies within the three bytes from byte p // 8.
-    padded = np.concatenate([np.frombuffer(data, dtype=np.uint8), np.zeros(2, np.uint8)])
-    padded = padded.astype(index)
-    triples = (padded[:-2] << 16) | (padded[1:-1] << 8) | padded[2:]
-    position = np.arange(n_bits, dtype=index)
-    shift = (24 - max_length) - (position & 7)
-    window = (np.repeat(triples, 8) >> shift) & ((1 << max_length) - 1)
-    step = table_length[window]
-    invalid = n_bits + 1  # absorbing state: an invalid codeword or one running off the end
-    jump = position + step
-    jump[(step == 0) | (jump > n_bits)] = invalid
-    jump = np.concatenate([jump, np.array([invalid, invalid], dtype=index)])
-    # Pointer doubling: if ``starts`` holds the first 2**k codeword starts and ``leap`` is
-    # ``jump`` applied 2**k times, ``leap[starts]`` are the next 2**k starts.
-    starts = np.zeros(1, dtype=index)
-    leap = jump
-    while starts.size < n_symbols:
-        starts = np.concatenate([starts, leap[starts]])
-        if starts.size < n_symbols:
-            leap = leap[leap]
-    starts = starts[:n_symbols]
-    end = int(jump[starts[-1]])
-    if end > n_bits:
-        raise StorageError("Huffman stream: truncated or invalid codeword")
+    padded = np.concatenate([np.frombuffer(data, dtype=np.uint8), np.zeros(3, np.uint8)])
+    padded = padded.astype(np.int64)
+    out = np.empty(n_symbols, dtype=np.int32)
+    done, start = 0, 0  # symbols decoded; bit where the next codeword starts
+    while done < n_symbols:
+        if start >= n_bits:
+            raise StorageError("Huffman stream: truncated or invalid codeword")
+        size = min(_SEGMENT_BITS, n_bits - start)
+        position = np.arange(start, start + size, dtype=np.int64)
+        byte = position >> 3
+        triples = (padded[byte] << 16) | (padded[byte + 1] << 8) | padded[byte + 2]
+        window = (triples >> ((24 - max_length) - (position & 7))) & ((1 << max_length) - 1)
+        del triples, byte
+        step = table_length[window]
+        # Local states: 0..size-1 a bit of this segment; ``size`` a codeword that ends at or
+        # after the segment's end; ``size + 1`` an invalid codeword or one past the data.
+        local = np.arange(size, dtype=np.int64) + step
+        exit_state, invalid = size, size + 1
+        local[local >= size] = exit_state
+        local[(step == 0) | (position + step > n_bits)] = invalid
+        jump = np.concatenate([local, np.array([exit_state, invalid], dtype=np.int64)])
+        del local, position
+        # Pointer doubling: if ``starts`` holds the first 2**k codeword starts and ``leap``
+        # is ``jump`` applied 2**k times, ``leap[starts]`` are the next 2**k starts.
+        want = min(n_symbols - done, size)
+        starts = np.zeros(1, dtype=np.int64)
+        leap = jump
+        while starts.size < want and starts[-1] < size:
+            starts = np.concatenate([starts, leap[starts]])
+            if starts.size < want and starts[-1] < size:
+                leap = leap[leap]
+        del leap
+        starts = starts[starts < size][:want]
+        last = int(starts[-1])
+        if jump[last] == invalid:
+            raise StorageError("Huffman stream: truncated or invalid codeword")
+        out[done : done + starts.size] = table_symbol[window[starts]]
+        done += starts.size
+        start += last + int(step[last])
+    end = start
     padding = n_bits - end
     if padding >= 8 or data[-1] & ((1 << padding) - 1):
         raise StorageError("Huffman stream: unexpected bits after the last symbol")
-    return table_symbol[window[starts]], end
+    return out, end

@@ -31,14 +31,13 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from wsjax.storage import codebook as codebooks
-from wsjax.storage import dtypes, sparse, streams
+from wsjax.storage import dtypes, limits, sparse, streams
 from wsjax.storage.bytestream import ByteReader, ByteWriter
 from wsjax.storage.errors import StorageError
 
 ENCODINGS = ("raw", "sparse", "dense_codebook")
 _ENCODING_CODE = {name: code for code, name in enumerate(ENCODINGS)}
 MAX_INDEX_BITS = 16
-MAX_ELEMENTS = 1 << 40  # a sanity bound on a decoded layer's size
 
 
 class LayerInfo(NamedTuple):
@@ -160,23 +159,45 @@ def _read_flag(reader: ByteReader, field: str) -> bool:
     return bool(flags)
 
 
-def _codebook_and_symbols(payload: ByteReader, mark, pos: int, parts: dict, n_symbols: int, dtype, flag: str):
+def _numpy_max_ndim() -> int:
+    for ndim in (64, 32):
+        try:
+            np.empty((1,) * ndim, dtype=np.uint8)
+            return ndim
+        except ValueError:
+            pass
+    return 32
+
+
+MAX_DECODE_NDIM = _numpy_max_ndim()  # NumPy's own limit on an array's dimensions
+
+
+def _codebook_and_stream(payload: ByteReader, mark, pos: int, parts: dict, n_symbols: int,
+                         dtype, flag: str):
     """The codebook part of a sparse or dense-codebook payload: codebook size, the flag
     (fillers / zeros present, then symbol 0 is zero), the codebook, then ``n_symbols``
-    weight-stream symbols. Returns ``(codebook, flag, symbols, stream info)``."""
+    weight-stream symbols. Returns ``(codebook, flag, stream)``; a zero-bit stream is not
+    materialized (see :func:`streams.read`)."""
     codebook_size = payload.varint("codebook size")
     has_zero = _read_flag(payload, flag)
     pos = mark("header", pos)
     codebook = codebooks.read(payload, codebook_size, dtype)
     mark("codebook", pos)
-    symbols, info = streams.decode(payload, n_symbols, codebook_size + has_zero)
-    parts["weight_table"] = info.table_bytes
-    parts["weight_codes"] = info.code_bytes
-    return codebook, has_zero, symbols, info
+    stream = streams.read(payload, n_symbols, codebook_size + has_zero)
+    parts["weight_table"] = stream.info.table_bytes
+    parts["weight_codes"] = stream.info.code_bytes
+    return codebook, has_zero, stream
 
 
-def decode_layer(reader: ByteReader) -> tuple[np.ndarray, LayerInfo]:
-    """Read one layer record; returns the array and a description of its bytes."""
+def decode_layer(reader: ByteReader, budget: Optional[limits.Budget] = None
+                 ) -> tuple[np.ndarray, LayerInfo]:
+    """Read one layer record; returns the array and a description of its bytes.
+
+    Every array is charged against ``budget`` (default: the module's limits, see
+    :mod:`wsjax.storage.limits`) before it is allocated; StorageError naming the layer and
+    the field for anything malformed or over a limit.
+    """
+    budget = budget if budget is not None else limits.Budget()
     start = reader.pos
     name_bytes = reader.bytes(reader.varint("name length"), "layer name")
     try:
@@ -184,21 +205,35 @@ def decode_layer(reader: ByteReader) -> tuple[np.ndarray, LayerInfo]:
     except UnicodeDecodeError:
         raise StorageError(f"{reader.what}: layer name is not valid UTF-8") from None
     where = f"layer {name!r}"
+    try:
+        return _decode_body(reader, budget, start, name, where)
+    except StorageError as e:
+        if where in str(e):
+            raise
+        raise StorageError(f"{where}: {e}") from None
+    except (ValueError, TypeError, IndexError, OverflowError, MemoryError) as e:  # a safety net
+        raise StorageError(f"{where}: cannot be decoded ({type(e).__name__}: {e})"[:500]) from None
+
+
+def _decode_body(reader: ByteReader, budget: limits.Budget, start: int, name: str, where: str):
     dtype = dtypes.code_dtype(reader.uint(1, "dtype"))
     if dtype is None:
         raise StorageError(f"{where}: unknown dtype code")
-    shape = tuple(reader.varint("dimension") for _ in range(reader.uint(1, "ndim")))
-    n_elements = math.prod(shape)
-    if n_elements > MAX_ELEMENTS:
-        raise StorageError(f"{where}: implausible shape {shape}")
+    ndim = reader.uint(1, "ndim")
+    if ndim > MAX_DECODE_NDIM:
+        raise StorageError(f"{where}: ndim {ndim} is more than NumPy's {MAX_DECODE_NDIM}")
+    shape = tuple(reader.varint("dimension") for _ in range(ndim))
+    n_elements = budget.check_shape(where, shape)
     encoding_code = reader.uint(1, "encoding")
     if encoding_code >= len(ENCODINGS):
         raise StorageError(f"{where}: unknown encoding code {encoding_code}")
     encoding = ENCODINGS[encoding_code]
     payload_bytes = reader.varint("payload length")
     payload = reader.sub(payload_bytes, where)
+    budget.take(where, n_elements, dtype.itemsize)  # before anything of its size exists
     parts = {"header": payload.pos - start}
     codebook_size = index_bits = weight_info = index_info = None
+    pattern = dtypes.pattern_dtype(dtype)
 
     def mark(part: str, since: int) -> int:
         parts[part] = parts.get(part, 0) + payload.pos - since
@@ -208,6 +243,7 @@ def decode_layer(reader: ByteReader) -> tuple[np.ndarray, LayerInfo]:
         data = payload.bytes(n_elements * dtype.itemsize, "raw values")
         parts["raw"] = len(data)
         patterns = dtypes.patterns_from_bytes(data, dtype)
+        del data
         n_nonzero = int(np.count_nonzero(patterns))
     elif encoding == "sparse":
         pos = payload.pos
@@ -217,29 +253,54 @@ def decode_layer(reader: ByteReader) -> tuple[np.ndarray, LayerInfo]:
         n_entries = payload.varint("entry count")
         if n_entries > n_elements:
             raise StorageError(f"{where}: {n_entries} stored entries for {n_elements} elements")
-        codebook, has_filler, symbols, weight_info = _codebook_and_symbols(
+        codebook, has_filler, weights = _codebook_and_stream(
             payload, mark, pos, parts, n_entries, dtype, "sparse flags")
         codebook_size = codebook.size
-        gaps, index_info = streams.decode(payload, n_entries, 1 << index_bits)
+        index = streams.read(payload, n_entries, 1 << index_bits)
+        weight_info, index_info = weights.info, index.info
         parts["index_table"] = index_info.table_bytes
         parts["index_codes"] = index_info.code_bytes
+        payload.expect_end()
+        # A stream of at least one bit per entry bounds the entries by the file's size;
+        # with both streams of zero bits, the whole layer is implied.
+        all_implied = n_entries > 0 and weights.symbols is None and index.symbols is None
+        if all_implied:
+            budget.imply(where, n_elements, "its zero-bit weight and index streams")
+        symbols, gaps = weights.array(), index.array()
         is_filler = symbols == 0 if has_filler else np.zeros(n_entries, dtype=bool)
         if has_filler != bool(is_filler.any()):
             raise StorageError(f"{where}: filler flag disagrees with the stored entries")
         positions = sparse.decode_positions(gaps, is_filler, index_bits, n_elements)
-        patterns = np.zeros(n_elements, dtype=dtypes.pattern_dtype(dtype))
-        patterns[positions] = codebook[symbols[~is_filler] - has_filler]
+        del gaps
+        if not all_implied:
+            last = int(positions[-1]) if positions.size else -1
+            budget.imply(where, n_elements - 1 - last, "the sparse index's zeros after its "
+                         "last stored entry")
+        values = codebook[symbols[~is_filler] - has_filler]
+        del symbols, is_filler
+        patterns = np.zeros(n_elements, dtype=pattern)
+        patterns[positions] = values
         n_nonzero = int(positions.size)
     else:
-        codebook, has_zero, symbols, weight_info = _codebook_and_symbols(
+        codebook, has_zero, weights = _codebook_and_stream(
             payload, mark, payload.pos, parts, n_elements, dtype, "dense codebook flags")
         codebook_size = codebook.size
-        is_zero = symbols == 0 if has_zero else np.zeros(n_elements, dtype=bool)
-        if has_zero != bool(is_zero.any()):
-            raise StorageError(f"{where}: zero flag disagrees with the stored symbols")
-        patterns = np.zeros(n_elements, dtype=dtypes.pattern_dtype(dtype))
-        patterns[~is_zero] = codebook[symbols[~is_zero] - has_zero]
-        n_nonzero = int(n_elements - np.count_nonzero(is_zero))
+        weight_info = weights.info
+        payload.expect_end()
+        lookup = np.concatenate([np.zeros(1, pattern), codebook]) if has_zero else codebook
+        if weights.symbols is None:  # every element the one constant symbol
+            if has_zero and weights.constant != 0:
+                raise StorageError(f"{where}: zero flag disagrees with the stored symbols")
+            budget.imply(where, n_elements, "its zero-bit weight stream")
+            patterns = np.full(n_elements, lookup[weights.constant], dtype=pattern)
+            n_nonzero = 0 if has_zero else n_elements
+        else:
+            symbols = weights.symbols
+            n_nonzero = int(np.count_nonzero(symbols)) if has_zero else n_elements
+            if has_zero != (n_nonzero < n_elements):
+                raise StorageError(f"{where}: zero flag disagrees with the stored symbols")
+            patterns = lookup[symbols]
+            del symbols
     payload.expect_end()
     array = dtypes.from_patterns(patterns, dtype, shape)
     stored_bytes = reader.pos - start

@@ -17,7 +17,7 @@ References: Han, Mao & Dally, `Deep Compression <https://arxiv.org/abs/1510.0014
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -89,19 +89,41 @@ def encode(symbols, alphabet_size: int) -> tuple[bytes, StreamInfo]:
     return bytes([_MODE_CODE[mode]]) + header + data, info
 
 
-def decode(reader: ByteReader, n_symbols: int, alphabet_size: int) -> tuple[np.ndarray, StreamInfo]:
-    """Read a stream of ``n_symbols`` symbols written by :func:`encode`."""
+class Stream(NamedTuple):
+    """A stream read off a file: its symbols, or for a stream of zero bits per symbol
+    (``constant``, or ``fixed`` over a one-symbol alphabet) only the one ``constant`` symbol,
+    so that nothing the size of ``n_symbols`` is allocated until :meth:`array` is called."""
+
+    symbols: Optional[np.ndarray]  # int32; None when constant
+    constant: Optional[int]
+    info: StreamInfo
+
+    def array(self) -> np.ndarray:
+        if self.symbols is not None:
+            return self.symbols
+        return np.full(self.info.n_symbols, self.constant, dtype=np.int32)
+
+
+def read(reader: ByteReader, n_symbols: int, alphabet_size: int) -> Stream:
+    """Read a stream of ``n_symbols`` symbols written by :func:`encode`, materializing only
+    streams that store at least one bit per symbol (so at most eight symbols a byte)."""
     start = reader.pos
     mode_code = reader.uint(1, "stream mode")
     if mode_code not in MODES:
         raise StorageError(f"{reader.what}: unknown stream mode {mode_code}")
     mode = MODES[mode_code]
     width = bits.bit_width(alphabet_size)
+    symbols = constant = None
     if mode == "fixed":
-        data = reader.bytes(bits.packed_size(n_symbols, width), "fixed-width symbols")
-        symbols = bits.unpack_uint(data, n_symbols, width)
-        if symbols.size and symbols.max() >= alphabet_size:
-            raise StorageError(f"{reader.what}: fixed-width symbol outside alphabet")
+        if width == 0 and n_symbols:  # a one-symbol (or empty) alphabet: zero bits each
+            if alphabet_size < 1:
+                raise StorageError(f"{reader.what}: fixed-width symbol outside alphabet")
+            data, constant = b"", 0
+        else:
+            data = reader.bytes(bits.packed_size(n_symbols, width), "fixed-width symbols")
+            symbols = bits.unpack_uint(data, n_symbols, width).astype(np.int32, copy=False)
+            if symbols.size and symbols.max() >= alphabet_size:
+                raise StorageError(f"{reader.what}: fixed-width symbol outside alphabet")
         code_bits = n_symbols * width
     elif mode == "constant":
         symbol = reader.varint("constant symbol")
@@ -109,8 +131,7 @@ def decode(reader: ByteReader, n_symbols: int, alphabet_size: int) -> tuple[np.n
             raise StorageError(f"{reader.what}: constant stream without symbols")
         if symbol >= alphabet_size:
             raise StorageError(f"{reader.what}: constant symbol {symbol} outside alphabet")
-        symbols = np.full(n_symbols, symbol, dtype=np.int64)
-        data, code_bits = b"", 0
+        data, code_bits, constant = b"", 0, symbol
     else:
         table_size = reader.varint("Huffman table size")
         if not 2 <= table_size <= alphabet_size:
@@ -124,10 +145,19 @@ def decode(reader: ByteReader, n_symbols: int, alphabet_size: int) -> tuple[np.n
         if lengths.max() != max_length or lengths[-1] == 0:
             raise StorageError(f"{reader.what}: Huffman table inconsistent with its header")
         data = reader.bytes(reader.varint("Huffman data size"), "Huffman data")
-        symbols, code_bits = huffman.decode(data, lengths, n_symbols)
-        if n_symbols == 0 or np.unique(symbols).size < 2:
+        try:
+            symbols, code_bits = huffman.decode(data, lengths, n_symbols)
+        except StorageError as e:
+            raise StorageError(f"{reader.what}: {e}") from None
+        if n_symbols == 0 or np.count_nonzero(np.bincount(symbols)) < 2:
             raise StorageError(f"{reader.what}: Huffman stream with fewer than two symbols")
     code_bytes = len(data)
     table_bytes = reader.pos - start - code_bytes
     info = StreamInfo(mode, n_symbols, width, code_bits, table_bytes, code_bytes)
-    return symbols, info
+    return Stream(symbols, constant, info)
+
+
+def decode(reader: ByteReader, n_symbols: int, alphabet_size: int) -> tuple[np.ndarray, StreamInfo]:
+    """Read a stream of ``n_symbols`` symbols written by :func:`encode`."""
+    stream = read(reader, n_symbols, alphabet_size)
+    return stream.array(), stream.info

@@ -3,6 +3,14 @@
 A run resumes from its latest checkpoint; because each epoch's shuffle is derived from
 ``fold_in(seed, epoch)`` there is no RNG state to save, so a resumed run retraces the
 uninterrupted one exactly.
+
+Checkpoints are atomic: Orbax writes each step into a ``<step>.orbax-checkpoint-tmp``
+folder and renames it to ``<step>`` only once every file is written (a commit-file
+protocol on file systems without atomic renames), ``latest_step()`` sees finished steps
+only, and an older step is deleted only after a newer one is finished. A run killed at any
+moment therefore resumes from its last finished checkpoint; the temporary folder it leaves
+is removed (in the background, before the first save) when the next run opens the folder.
+Tested by killing a trainer with SIGKILL mid-save (tests/test_atomic_writes.py).
 """
 
 from __future__ import annotations
@@ -17,7 +25,8 @@ import orbax.checkpoint as ocp
 def manager(directory: str) -> ocp.CheckpointManager:
     directory = os.path.abspath(directory)
     os.makedirs(directory, exist_ok=True)
-    options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
+    options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True,
+                                           cleanup_tmp_directories=True)
     return ocp.CheckpointManager(directory, options=options)
 
 

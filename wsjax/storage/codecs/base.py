@@ -14,9 +14,8 @@ from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
-from wsjax.storage import dtypes
+from wsjax.storage import dtypes, limits
 from wsjax.storage.errors import StorageError
-from wsjax.storage.layers import MAX_ELEMENTS
 
 MAX_NDIM = 255  # what a layer record can hold
 UINT32 = 1 << 32
@@ -90,19 +89,26 @@ def as_names(value: Any, where: str, field: str) -> list[str]:
 
 
 def as_shape(value: Any, where: str, field: str = "shape") -> tuple:
-    """A shape: at most 255 non-negative dimensions, at most ``MAX_ELEMENTS`` elements."""
+    """A shape: at most 255 non-negative dimensions, none and their product not over the
+    per-layer limit of the decode in progress (:mod:`wsjax.storage.limits`)."""
     dims = as_list(value, where, field)
     if len(dims) > MAX_NDIM:
         fail(where, f"{field} has {len(dims)} dimensions (max {MAX_NDIM})")
-    shape = tuple(as_int(d, where, field, 0, MAX_ELEMENTS + 1) for d in dims)
-    check_elements(math.prod(shape), where)
+    shape = tuple(as_int(d, where, field, 0, 1 << 64) for d in dims)
+    limits.current().check_shape(where, shape, field)
     return shape
 
 
-def check_elements(n: int, where: str) -> None:
-    """The bound on what one group may decode to (a guard against absurd metas)."""
-    if n > MAX_ELEMENTS:
-        fail(where, f"{n} elements to decode, more than the limit {MAX_ELEMENTS}")
+def check_elements(n: int, where: str, itemsize: int = 4) -> None:
+    """Charge ``n`` elements of ``itemsize`` bytes that a codec is about to build against
+    the limits of the decode in progress; call it before building them (before any XLA op
+    runs), so that a crafted meta is refused before anything of its size is allocated."""
+    limits.current().take(where, n, itemsize, "elements to decode")
+
+
+def itemsize_of(group: Group) -> int:
+    """The largest item size among a group's records (what the leaves it builds take)."""
+    return max((np.dtype(x.dtype).itemsize for x in group.arrays.values()), default=4)
 
 
 def expect_records(group: Group, names, where: str) -> None:

@@ -29,7 +29,7 @@ from wsjax.sharing.hashing import SCOPES, HashSpec, hashing, signed_index
 from wsjax.sharing.core import SharedParams, Static
 from wsjax.storage.codecs.base import (Group, Row, UINT32, array, as_int, as_list, as_numpy,
                                        as_shape, as_str, check_elements, check_keys,
-                                       expect_records, fail)
+                                       expect_records, fail, itemsize_of)
 
 name = "hashing"
 POOL = "pool"  # the record name of a pool's bucket vector
@@ -64,7 +64,7 @@ def encode(state: SharedParams, options) -> Group:
     return Group(name, meta, as_numpy(buckets), tuple(order))
 
 
-def _specs(meta) -> dict:
+def _specs(meta, itemsize: int) -> dict:
     """``{path: HashSpec}`` in stored order, every field checked."""
     specs = {}
     for entry in as_list(meta["leaves"], _WHERE, "leaves"):
@@ -84,7 +84,7 @@ def _specs(meta) -> dict:
         specs[path] = spec
     if not specs:
         fail(_WHERE, "no leaves")
-    check_elements(sum(s.size for s in specs.values()), _WHERE)
+    check_elements(sum(s.size for s in specs.values()), _WHERE, itemsize)
     return specs
 
 
@@ -95,7 +95,7 @@ def decode(group: Group):
         fail(_WHERE, f"scope must be one of {SCOPES}, got {scope!r}")
     if not isinstance(meta["precompute"], bool):
         fail(_WHERE, f"precompute must be true or false, got {meta['precompute']!r}")
-    specs = _specs(meta)
+    specs = _specs(meta, itemsize_of(group))
     if scope == "pool":
         counts = {s.num_buckets for s in specs.values()}
         if len(counts) != 1:

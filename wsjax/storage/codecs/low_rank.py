@@ -19,7 +19,7 @@ from wsjax.sharing.lowrank import low_rank_leaves
 from wsjax.sharing.core import SharedParams, Static
 from wsjax.storage.codecs.base import (Group, Row, array, as_list, as_numpy, as_shape, as_str,
                                        check_elements, check_keys, expect_records, fail,
-                                       unique_records)
+                                       itemsize_of, unique_records)
 
 name = "low_rank"
 _WHERE = "low_rank group"
@@ -68,7 +68,8 @@ def decode(group: Group):
         theta[path] = {"u": jnp.asarray(u), "v": jnp.asarray(v)}
         frozen[path] = Static(shape)
     expect_records(group, [r for p in theta for r in _records(p)], _WHERE)
-    check_elements(sum(math.prod(f.value) for f in frozen.values()), _WHERE)
+    check_elements(sum(math.prod(f.value) for f in frozen.values()), _WHERE,
+                   itemsize_of(group))
     state = SharedParams(theta, frozen)
     params = low_rank_leaves(1).apply(state)  # the rank is read off the factors
     return as_numpy(params), state

@@ -26,7 +26,7 @@ from wsjax.sharing.tying import MULTIPLEX, tying
 from wsjax.sharing.core import SharedParams, Static
 from wsjax.storage.codecs.base import (Group, Row, array, as_list, as_names, as_numpy,
                                        check_elements, check_keys, expect_records, fail,
-                                       unique_records)
+                                       itemsize_of, unique_records)
 
 name = "tying"
 _WHERE = "tying group"
@@ -107,7 +107,8 @@ def decode(group: Group):
     for path in paths:
         if _layer_of(path, layers)[1] not in shared:
             fail(_WHERE, f"{path!r} has no shared copy")
-    check_elements(sum(shared[_layer_of(p, layers)[1]].size for p in paths), _WHERE)
+    check_elements(sum(shared[_layer_of(p, layers)[1]].size for p in paths), _WHERE,
+                   itemsize_of(group))
     theta = {"shared": shared}
     if multiplex is not None:
         extras = as_list(meta["extras"], _WHERE, "extras", len(layers))
