@@ -55,7 +55,7 @@ sys.path.insert(0, common.ROOT)
 from benchmarks.neuron_pruning import compare as time_variants  # noqa: E402
 from wsjax import compress as pipeline  # noqa: E402
 from wsjax import pruning, storage  # noqa: E402
-from wsjax.sharing import count_params, flatten_paths, path_str  # noqa: E402
+from wsjax.sharing import count_params, flatten_paths, han_bits, path_str  # noqa: E402
 from wsjax.sharing.codebook import quantize  # noqa: E402
 from wsjax.sharing.kmeans import INITS  # noqa: E402
 from wsjax.sharing.mask import masked  # noqa: E402
@@ -136,7 +136,7 @@ def csr_float32_bytes(params) -> int:
         if w.ndim < 2:
             bits += 32 * w.size
             continue
-        index_bits = 8 if w.ndim == 4 else 5
+        index_bits = han_bits(w.ndim)
         gaps, _ = encode_positions(np.flatnonzero(w.ravel()), index_bits)
         bits += gaps.size * (32 + index_bits)
     return math.ceil(bits / 8)
@@ -442,7 +442,7 @@ def bits_study(dataset, seed, quick, out_dir):
             q = _quantize_and_store(model, _level_net(pruned, pruned_masks), cfg, train, val, score, seed,
                                     _loop(model_name),
                                     f"{model_name} x{scale:g} fc {b} bits", file_path,
-                                    bits=lambda path, leaf, b=b: 8 if leaf.ndim == 4 else b)
+                                    bits=lambda path, leaf, b=b: han_bits(leaf.ndim) if leaf.ndim == 4 else b)
             row = {"model": model_name, "scale": scale, "fc_bits": b, "conv_bits": 8, "bits": q["bits"],
                    "pruned_accuracy": pruned_acc, "test_accuracy": q["file_accuracy"],
                    "in_memory_accuracy": q["in_memory_accuracy"], "val_accuracy": q["val_accuracy"],

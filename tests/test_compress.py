@@ -5,6 +5,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -124,3 +125,55 @@ def test_reparameterising_stages_on_an_nnx_model_store_their_free_state(stage, t
     assert logits.shape == (4, 5)
     assert {layer.codec for layer in report.layers} != {"weights"}  # the free state, not W, is stored
     assert report.file_bytes < storage.size_report(jax.device_get(result.params)).file_bytes
+
+
+def test_prune_stages_on_different_layers_keep_each_others_masks():
+    model, params = _linen()
+    result = compress.Pipeline([compress.Prune(0.8, include="Dense_0/kernel"), compress.Retrain(1, 1e-3),
+                                compress.Prune(0.5, include="Dense_1/kernel"), compress.Retrain(1, 1e-3)]).run(
+        model, TRAIN, VAL, params=params, progress=False)
+    k = _kernels(result.params)
+    assert (k["Dense_0/kernel"] == 0).mean() == pytest.approx(0.8, abs=0.01)
+    assert (k["Dense_1/kernel"] == 0).mean() == pytest.approx(0.5, abs=0.01)
+
+
+def test_quantize_clusters_only_the_survivors_of_a_magnitude_pruned_layer():
+    from wsjax.sharing.kmeans import kmeans_1d
+
+    model, params = _linen()
+    result = compress.Pipeline([compress.Prune(0.9), compress.Quantize(3)]).run(model, TRAIN, params=params)
+    w0 = flatten_paths(params)["Dense_0/kernel"]
+    keep = np.asarray(flatten_paths(result.masks)["Dense_0/kernel"])
+    centroids = np.asarray(result.state.theta["inner"]["Dense_0/kernel"])
+    assert np.all(centroids != 0)  # the pruned zeros (90 % of the layer) did not pull a centroid to 0
+    want = kmeans_1d(jnp.asarray(np.asarray(w0)[keep]), 8).centroids
+    np.testing.assert_allclose(np.sort(centroids), np.sort(np.asarray(want)), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("a,b", [
+    (compress.Prune(np.float32(0.5)), compress.Prune(np.float32(0.9))),
+    (compress.Prune({"Dense": 0.5, "Dense_0": 0.9}), compress.Prune({"Dense_0": 0.9, "Dense": 0.5})),
+    (compress.SoftShare(1.0, 1, mixture_optimizer=lambda: optax.adam(1e-3)),
+     compress.SoftShare(1.0, 1, mixture_optimizer=lambda: optax.adam(5e-4))),
+], ids=["numpy-scalars", "dict-order", "lambda-constants"])
+def test_different_stage_configs_never_share_a_cache_key(a, b):
+    from wsjax.compress.pipeline import stage_config
+
+    assert stage_config(a) != stage_config(b)
+
+
+def test_an_nnx_model_in_training_mode_with_dropout_gets_a_clear_error():
+    class WithDropout(nnx.Module):
+        def __init__(self, rngs):
+            self.fc = nnx.Linear(12, 5, rngs=rngs)
+            self.drop = nnx.Dropout(0.5, rngs=rngs)
+
+        def __call__(self, x):
+            return self.drop(self.fc(x))
+
+    model = WithDropout(nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"drop \(Dropout\) is in training mode.*model.eval\(\)"):
+        compress.from_nnx(model)
+    model.eval()
+    result = compress.Pipeline([compress.Retrain(1, 1e-3)]).run(model, TRAIN, VAL, progress=False)
+    assert result.history[-1]["val_accuracy"] is not None

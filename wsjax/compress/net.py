@@ -24,13 +24,14 @@ class Net(NamedTuple):
     apply: Callable[[Any, Any], Any]
     params: Any
     to_model: Callable[[Any], Any] | None = None
+    source: Any = None  # what identifies the model in a pipeline's cache key
 
 
 def from_linen(module, params) -> Net:
     """A Flax linen ``module`` with its ``params`` (the ``'params'`` collection)."""
     if isinstance(params, dict) and set(params) == {"params"}:
         params = params["params"]
-    return Net(lambda p, x: module.apply({"params": p}, x), params)
+    return Net(lambda p, x: module.apply({"params": p}, x), params, None, module)
 
 
 def _string_keys(tree):
@@ -47,11 +48,26 @@ def _original_keys(tree, template):
     return {by_name[k]: _original_keys(v, template[by_name[k]]) for k, v in tree.items()}
 
 
+def _check_inference_mode(model) -> None:
+    """Dropout and batch statistics mutate state the pipelines do not thread through their
+    jitted steps yet: such a model must be in inference mode (``model.eval()``)."""
+    from flax import nnx
+
+    for path, module in nnx.iter_modules(model):
+        training = ((isinstance(module, nnx.Dropout) and not module.deterministic)
+                    or (isinstance(module, nnx.BatchNorm) and not module.use_running_average))
+        if training:
+            where = "/".join(map(str, path)) or type(model).__name__
+            raise ValueError(f"{where} ({type(module).__name__}) is in training mode; the pipelines keep "
+                             "dropout RNG and batch statistics fixed, so call model.eval() before compressing")
+
+
 def from_nnx(model) -> Net:
     """A Flax NNX model: its ``nnx.Param`` variables become the params; everything else
     (batch statistics, RNG state) stays as it is in the graph."""
     from flax import nnx
 
+    _check_inference_mode(model)
     graphdef, state, rest = nnx.split(model, nnx.Param, ...)
     template = nnx.to_pure_dict(state)
 
@@ -60,7 +76,7 @@ def from_nnx(model) -> Net:
         nnx.replace_by_pure_dict(filled, _original_keys(params, template))
         return nnx.merge(graphdef, filled, rest)
 
-    return Net(lambda p, x: merge(p)(x), _string_keys(template), merge)
+    return Net(lambda p, x: merge(p)(x), _string_keys(template), merge, repr(graphdef))
 
 
 def as_net(model, params=None) -> Net:

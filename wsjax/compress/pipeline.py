@@ -22,6 +22,7 @@ finished training and a changed config never reuses another's result.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -38,11 +39,19 @@ from wsjax.io import atomic_write
 
 
 def _describe(value):
-    """A JSON-able description of a stage field (callables and objects by their name)."""
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    """A JSON-able description of a stage field that differs whenever the value does:
+    NumPy scalars and arrays by value, dicts as ordered item lists (a ``{regex: value}``
+    dict's first match wins, so order matters), functions by name, code, constants,
+    defaults and the values they close over."""
+    if isinstance(value, (str, bool)) or value is None:
         return value
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, (np.generic, np.ndarray)) or hasattr(value, "__array__"):
+        a = np.asarray(value)
+        return {"array": a.tolist(), "dtype": str(a.dtype)}
     if isinstance(value, dict):
-        return {str(k): _describe(v) for k, v in value.items()}
+        return {"items": [[_describe(k), _describe(v)] for k, v in value.items()]}
     if isinstance(value, (list, tuple)):
         return [_describe(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -50,11 +59,27 @@ def _describe(value):
                 **{f.name: _describe(getattr(value, f.name)) for f in dataclasses.fields(value)}}
     if hasattr(value, "_asdict"):
         return {k: _describe(v) for k, v in value._asdict().items()}
-    if callable(value):  # a function by its name and the values it closes over
+    if isinstance(value, functools.partial):
+        return {"partial": _describe(value.func), "args": _describe(value.args), "kwargs": _describe(value.keywords)}
+    if callable(value):
+        code = getattr(value, "__code__", None)
         cells = [c.cell_contents for c in (getattr(value, "__closure__", None) or ())]
         return {"callable": getattr(value, "__qualname__", type(value).__qualname__),
+                "code": None if code is None else hashlib.sha256(code.co_code).hexdigest()[:16],
+                "consts": None if code is None else _describe([c for c in code.co_consts if _plain(c)]),
                 "defaults": _describe(getattr(value, "__defaults__", None)), "closure": _describe(cells)}
-    return type(value).__qualname__
+    return {"type": type(value).__qualname__, "repr": repr(value)}
+
+
+def _plain(c) -> bool:
+    return isinstance(c, (str, int, float, bool, tuple)) or c is None
+
+
+def model_description(net) -> Any:
+    """What identifies the model in a cache key: the linen module, the NNX graph, or the
+    apply function itself."""
+    source = getattr(net, "source", None)
+    return _describe(source if source is not None else net.apply)
 
 
 def stage_config(stage) -> dict:
@@ -64,7 +89,7 @@ def stage_config(stage) -> dict:
 
 def fingerprint(tree) -> str:
     """A checksum of a pytree of arrays (shapes, dtypes and bytes)."""
-    crc = 0
+    crc = zlib.crc32(str(jax.tree.structure(tree)).encode())  # static parts too (hash specs, shapes)
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         a = np.ascontiguousarray(np.asarray(leaf))
         crc = zlib.crc32(f"{jax.tree_util.keystr(path)}{a.shape}{a.dtype}".encode(), crc)
@@ -134,9 +159,10 @@ class Pipeline:
         net = as_net(model, params)
         c = start_from if start_from is not None else start(jax.device_get(net.params))
         base = {"seed": int(seed), "train": fingerprint(train), "val": None if val is None else fingerprint(val),
-                "start": fingerprint(c.state.theta), "start_history": [h["stage"] for h in c.history]}
+                "start": fingerprint(c.state), "start_masks": None if c.masks is None else fingerprint(c.masks),
+                "start_history": [h["stage"] for h in c.history], "model": model_description(net)}
         for i, stage in enumerate(self.stages):
-            key_src = json.dumps({**base, "stages": self.config()[: i + 1]}, sort_keys=True)
+            key_src = json.dumps({**base, "stages": self.config()[: i + 1]})
             key = f"{i:02d}-{stage.name}-{hashlib.sha256(key_src.encode()).hexdigest()[:16]}"
             job = Job(train, val, int(seed), loop, progress, out_dir, key, label)
             c = stage.run(net, c, job)

@@ -41,6 +41,7 @@ from wsjax import checks, pruning, sharing
 from wsjax.compress import train as _train
 from wsjax.compress.state import Compressed, start
 from wsjax.sharing.core import SharedParams, chain, init_within, masks_of
+from wsjax.sharing.mask import combine
 from wsjax.sharing.paths import KERNELS, matcher
 
 
@@ -93,6 +94,8 @@ class Prune:
         w = jax.device_get(c.params)
         masks = pruning.sparsity_masks(w, self.sparsity, scope=self.scope, include=self.include,
                                        current=c.masks)
+        if c.masks is not None:  # layers this stage does not select keep their earlier masks
+            masks = combine(masks, c.masks)
         t = sharing.masked(masks)
         st = t.init(jax.random.key(job.seed), w)
         return Compressed(t, st, masks, _record(c, stage=self.name, kept_fraction=pruning.density(masks)))
@@ -146,10 +149,10 @@ class Quantize:
     name = "quantize"
 
     def run(self, net, c: Compressed, job) -> Compressed:
+        _dense_only(c, self.name)
         inner = sharing.select(self.include, sharing.codebook(self.bits, init=self.init))
         if c.masks is not None and masks_of(c.transform, c.state) is None:
             # masks without a mask transform (after a snap): W = C[a] * M keeps the zeros
-            _dense_only(c, self.name)
             t = sharing.masked(c.masks)
             c = c._replace(transform=t, state=t.init(jax.random.key(job.seed), jax.device_get(c.params)))
         surviving = masks_of(c.transform, c.state)  # None when unpruned: every weight is clustered
@@ -162,6 +165,9 @@ class Quantize:
 
 def _reparameterise(c: Compressed, t, job, stage: str, **entry) -> Compressed:
     _dense_only(c, stage)
+    if c.masks is not None:
+        raise ValueError(f"{stage} re-parameterises the weights and would drop the pruning masks of the "
+                         "stages before it; prune after it is not supported either: use it on an unpruned net")
     w = jax.device_get(c.params)
     st = t.init(jax.random.key(job.seed), w)
     free, virtual = sharing.free_params(st), sharing.virtual_params(t, st)
@@ -209,7 +215,7 @@ class LowRank:
 @dataclasses.dataclass(frozen=True)
 class Tie:
     """Tie the named layers (same shapes) to one copy, optionally with per-layer
-    ``multiplex`` freedom (``'scale_shift'`` or ``'lora'`` of ``rank``)."""
+    ``multiplex`` freedom (``'scale_shift'`` or ``'lowrank'`` of ``rank``)."""
 
     layers: Sequence[str]
     multiplex: Optional[str] = None
