@@ -29,14 +29,13 @@ import json
 import math
 import os
 import subprocess
-import tempfile
 import time
-import warnings
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from wsjax import __version__
+from wsjax.io import append_line, atomic_write, read_lines
 
 ROWS = "rows.jsonl"
 ARTIFACTS = "artifacts"
@@ -90,66 +89,10 @@ def git_commit() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"cannot write {path!r}: folder {folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def append_line(path: str, line: str) -> None:
-    """Append one line durably: one ``write`` on an ``O_APPEND`` descriptor, then fsync. If
-    the file ends in a torn line, the new line starts on a line of its own."""
-    if "\n" in line:
-        raise ValueError("append_line writes one line; it contains a newline")
-    data = (line + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if size:
-            with open(path, "rb") as f:
-                f.seek(size - 1)
-                if f.read(1) != b"\n":
-                    data = b"\n" + data
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def read_rows(path: str) -> list[dict]:
-    """The JSON rows of a ``.jsonl`` file; a torn or unreadable line is skipped with a warning."""
-    if not os.path.exists(path):
-        return []
-    with open(path, "rb") as f:
-        raw = f.read()
-    rows = []
-    lines = raw.split(b"\n")
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            torn = number == len(lines)  # the last line, with no newline after it
-            warnings.warn(f"{path}: skipping {'a torn last' if torn else 'an unreadable'} line {number}",
-                          RuntimeWarning, stacklevel=2)
-            continue
-        rows.append(row)
-    return rows
+    """The JSON object rows of a ``.jsonl`` file (:func:`wsjax.io.read_lines`: a torn or
+    unreadable line is skipped with a warning)."""
+    return [r for r in read_lines(path) if isinstance(r, dict)]
 
 
 class Store:
