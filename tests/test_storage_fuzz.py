@@ -127,6 +127,13 @@ def walk(data: bytes) -> list[dict]:
     def field(kind, start, **extra):
         fields.append(dict(kind=kind, start=start, end=r.pos, **extra))
 
+    def read(kind, read_value, **extra):
+        """Read one value with ``read_value`` and record its bytes as the field ``kind``."""
+        start = r.pos
+        value = read_value()
+        field(kind, start, **extra)
+        return value
+
     zero_bit = []  # of the record being read: whether a stream takes zero bits a symbol
 
     def stream(layer, n_symbols, alphabet):
@@ -139,18 +146,12 @@ def walk(data: bytes) -> list[dict]:
             r.varint()
             field("constant_symbol", start, layer=layer)
         elif mode == 1:
-            start = r.pos
-            table_size = r.varint()
-            field("huffman_table_size", start, layer=layer)
-            start = r.pos
-            max_length = r.u8()
-            field("huffman_max_length", start, layer=layer)
+            table_size = read("huffman_table_size", r.varint, layer=layer)
+            max_length = read("huffman_max_length", r.u8, layer=layer)
             start = r.pos
             r.pos += (table_size * max_length.bit_length() + 7) // 8
             field("huffman_table", start, layer=layer)
-            start = r.pos
-            n = r.varint()
-            field("huffman_data_size", start, layer=layer)
+            n = read("huffman_data_size", r.varint, layer=layer)
             start = r.pos
             r.pos += n
             field("value", start, layer=layer, what="codes")
@@ -174,9 +175,7 @@ def walk(data: bytes) -> list[dict]:
         start = r.pos
         dtype = r.u8()
         field("dtype", start, layer=name, code=dtype)
-        start = r.pos
-        ndim = r.u8()
-        field("ndim", start, layer=name)
+        ndim = read("ndim", r.u8, layer=name)
         dims = []
         for axis in range(ndim):
             start = r.pos
@@ -198,18 +197,10 @@ def walk(data: bytes) -> list[dict]:
         else:
             n_symbols = int(np.prod(dims))
             if encoding == 1:
-                start = r.pos
-                index_bits = r.u8()
-                field("index_bits", start, layer=name)
-                start = r.pos
-                n_symbols = r.varint()
-                field("entry_count", start, layer=name)
-            start = r.pos
-            k = r.varint()
-            field("codebook_size", start, layer=name)
-            start = r.pos
-            flag = r.u8()
-            field("codebook_flags", start, layer=name)
+                index_bits = read("index_bits", r.u8, layer=name)
+                n_symbols = read("entry_count", r.varint, layer=name)
+            k = read("codebook_size", r.varint, layer=name)
+            flag = read("codebook_flags", r.u8, layer=name)
             start = r.pos
             r.pos += k * ITEMSIZE[dtype]
             field("value", start, what="codebook", layer=name)
@@ -223,9 +214,7 @@ def walk(data: bytes) -> list[dict]:
         for _ in range(HEADER.unpack_from(data)[3]):
             record()
     else:
-        start = r.pos
-        n_groups = r.varint()
-        field("group_count", start)
+        n_groups = read("group_count", r.varint)
         for _ in range(n_groups):
             start = r.pos
             n = r.varint()
@@ -237,9 +226,7 @@ def walk(data: bytes) -> list[dict]:
             meta_start = r.pos
             r.pos += n
             field("meta", start, codec=codec, meta=json.loads(data[meta_start:r.pos]))
-            start = r.pos
-            count = r.varint()
-            field("record_count", start, codec=codec)
+            count = read("record_count", r.varint, codec=codec)
             for _ in range(count):
                 record()
     assert r.pos == len(data) - 4
