@@ -10,7 +10,10 @@ from wsjax.models import MLP
 def test_list_names_studies_stages_transforms_and_codecs(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in ("deep_compression", "soft_compression", "prune", "quantize", "hashing_pool", "low_rank", "tying"):
+    from wsjax.study import discover
+
+    assert "baseline" in discover.studies()
+    for name in (*discover.studies(), "prune", "quantize", "hashing_pool", "low_rank", "tying"):
         assert name in out
 
 

@@ -18,25 +18,16 @@ exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import os
-import runpy
 import struct
 import sys
 import zlib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXPERIMENTS = os.path.join(ROOT, "experiments")
-NOT_STUDIES = {"common", "demo"}
+from wsjax.study import discover
+from wsjax.study.args import ROOT
 
 
 class UserError(Exception):
     """A mistake in the command line or its inputs: reported in one line."""
-
-
-def studies() -> list[str]:
-    if not os.path.isdir(EXPERIMENTS):
-        return []
-    return sorted(f[:-3] for f in os.listdir(EXPERIMENTS) if f.endswith(".py") and f[:-3] not in NOT_STUDIES)
 
 
 def cmd_list(args) -> None:
@@ -44,7 +35,7 @@ def cmd_list(args) -> None:
     from wsjax.sharing import registry
     from wsjax.storage import codecs
 
-    found = studies()
+    found = discover.studies()
     print("studies:    " + (", ".join(found) if found else f"(none: no experiments/ beside {ROOT})"))
     print("stages:     " + ", ".join(compress.STAGES))
     print("transforms: " + ", ".join(registry.TRANSFORMS))
@@ -73,12 +64,11 @@ def cmd_inspect(args) -> None:
 
 
 def cmd_run(args, rest) -> None:
-    if args.study not in studies():
-        raise UserError(f"unknown study {args.study!r}; studies: {', '.join(studies()) or '(none)'}")
-    path = os.path.join(EXPERIMENTS, f"{args.study}.py")
-    sys.argv = [path, *rest]
-    sys.path.insert(0, EXPERIMENTS)
-    runpy.run_path(path, run_name="__main__")
+    try:
+        run = discover.load(args.study)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    run.main(rest)
 
 
 PIPELINES = ("deep_compression", "hashednets")
@@ -88,22 +78,24 @@ def cmd_compress(args) -> None:
     import jax
     from flax import serialization
 
-    from wsjax import compress, data, storage
-    from wsjax.models import LeNet5, LeNet300100
+    from wsjax import compress, data, storage, study
 
-    models = {"lenet300100": LeNet300100, "lenet5": LeNet5}
-    model = models[args.model]()
-    checkpoint = args.checkpoint or os.path.join(
-        EXPERIMENTS, "results", "baseline", "pretrained", f"fashion_mnist-{args.model}-seed0.msgpack")
+    model = study.model_by_name(args.model)
     train = data.load(args.dataset, "train")
-    template = model.init(jax.random.key(0), train[0][:1])["params"]
-    try:
-        with open(checkpoint, "rb") as f:
-            params = serialization.from_bytes(template, f.read())
-    except OSError as e:
-        raise UserError(f"cannot read checkpoint {checkpoint!r}: {e.strerror}") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{checkpoint}: not a {args.model} checkpoint ({e})") from None
+    if args.checkpoint is None:
+        try:
+            model, params, _ = study.pretrained(args.model, args.dataset, 0, train_if_missing=False)
+        except FileNotFoundError as e:
+            raise UserError(str(e)) from None
+    else:
+        template = model.init(jax.random.key(0), train[0][:1])["params"]
+        try:
+            with open(args.checkpoint, "rb") as f:
+                params = serialization.from_bytes(template, f.read())
+        except OSError as e:
+            raise UserError(f"cannot read checkpoint {args.checkpoint!r}: {e.strerror}") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{args.checkpoint}: not a {args.model} checkpoint ({e})") from None
     if args.pipeline == "deep_compression":
         pipe = compress.deep_compression(args.sparsity, rounds=3, prune_epochs=args.epochs, quant_epochs=args.epochs)
     else:

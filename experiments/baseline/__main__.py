@@ -1,0 +1,3 @@
+from experiments.baseline.run import main
+
+main()

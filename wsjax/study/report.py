@@ -1,0 +1,84 @@
+"""Tables, summaries and plots computed from result rows."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from wsjax.io import atomic_write
+
+STANDARD_COLUMNS = ("model", "method", "test_accuracy", "free_params", "virtual_params", "stored_bytes",
+                    "dense_bytes", "compression", "seconds")
+
+
+def fmt(v) -> str:
+    """A number as a table shows it (4 decimals below 10, 3 significant digits when tiny or huge)."""
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+            return f"{v:.3g}"
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
+    return str(v)
+
+
+def _value(row: dict, column: str):
+    if column in row:
+        return row[column]
+    return row.get("config", {}).get(column, "")
+
+
+def markdown_table(rows: Sequence[dict], columns: Iterable[str] | None = None) -> str:
+    """A GitHub markdown table; a column is a metric or, failing that, a config entry of the
+    row. Without ``columns``: the standard ones first, then the others in first-seen order."""
+    if not rows:
+        return "(no rows)\n"
+    if columns is None:
+        seen = []
+        for r in rows:
+            for k in r:
+                if k not in seen and k not in ("key", "config", "wsjax", "commit", "written"):
+                    seen.append(k)
+        columns = [c for c in STANDARD_COLUMNS if c in seen] + [c for c in seen if c not in STANDARD_COLUMNS]
+    columns = list(columns)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(fmt(_value(r, c)) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out_dir: str, experiment: str, dataset: str, quick: bool, rows: list[dict], extra_md: str = "",
+                  columns: Iterable[str] | None = None) -> str:
+    """Write ``results.json`` (every row, with its config, key and commit) and ``results.md``
+    (a title, the table and ``extra_md``); return the table."""
+    os.makedirs(out_dir, exist_ok=True)
+    payload = {"experiment": experiment, "dataset": dataset, "quick": bool(quick), "rows": rows}
+    atomic_write(os.path.join(out_dir, "results.json"), json.dumps(payload, indent=1).encode())
+    table = markdown_table(rows, columns)
+    title = f"# {experiment} on {dataset}{' (quick)' if quick else ''}\n\n"
+    atomic_write(os.path.join(out_dir, "results.md"), (title + table + ("\n" + extra_md if extra_md else "")).encode())
+    return table
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("mean_std of no values")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
