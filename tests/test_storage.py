@@ -421,3 +421,33 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     with pytest.raises(StorageError):
         storage.load(path)
     assert issubclass(StorageError, ValueError)
+
+
+def test_sparse_raw_stores_a_pruned_unquantized_layer_as_gaps_and_raw_floats(tmp_path):
+    """Pruned but not quantized (every survivor a distinct float): the sparse index plus one
+    raw float per stored entry, bit exact, far smaller than raw; chosen by 'auto'."""
+    import math
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(300, 200)).astype(np.float32)
+    w[rng.random(w.shape) > 0.1] = 0.0  # 10% kept, all distinct
+    w[5, 7] = -0.0  # a negative zero is a value the raw bits keep
+    params = {"Dense_0": {"kernel": w, "bias": np.zeros(200, np.float32)}}
+    report = storage.save(tmp_path / "p.wsjax", params)
+    layer = {r.name: r for r in report.layers}["Dense_0/kernel"]
+    assert layer.encoding == "sparse_raw"
+    loaded = storage.load(tmp_path / "p.wsjax")
+    assert np.array_equal(loaded["Dense_0"]["kernel"].view(np.uint32), w.view(np.uint32))
+    n_entries = layer.n_entries
+    nonzero_bits = np.count_nonzero(w.view(np.uint32))
+    assert n_entries >= nonzero_bits  # fillers add entries, never drop one
+    assert layer.parts["raw"] == 4 * n_entries
+    assert layer.stored_bytes < w.nbytes * 0.2
+    index_bytes = layer.parts["index_table"] + layer.parts["index_codes"]
+    assert index_bytes >= math.floor(n_entries * layer.bits_per_index_huffman / 8)
+    forced = storage.encode(params, encoding="sparse_raw")
+    assert np.array_equal(storage.decode(forced)["Dense_0"]["kernel"].view(np.uint32), w.view(np.uint32))
+    data = (tmp_path / "p.wsjax").read_bytes()
+    for cut in (len(data) // 3, len(data) // 2, len(data) - 9):
+        with pytest.raises(storage.StorageError):
+            storage.decode(data[:cut])

@@ -213,6 +213,24 @@ class LowRank:
 
 
 @dataclasses.dataclass(frozen=True)
+class RandomEdges:
+    """Random edge removal (the RER baseline of Chen et al. 2015): keep ``compression`` of
+    each selected layer's weights at random positions (drawn with the pipeline's seed); only
+    the kept weights are free."""
+
+    compression: float
+    include: Any = KERNELS
+    name = "random_edges"
+
+    def __post_init__(self):
+        checks.number(self.compression, "compression", lo=0.0, hi=1.0, lo_open=True)
+
+    def run(self, net, c: Compressed, job) -> Compressed:
+        t = sharing.random_edges(self.compression, include=self.include)
+        return _reparameterise(c, t, job, self.name, compression=self.compression)
+
+
+@dataclasses.dataclass(frozen=True)
 class Tie:
     """Tie the named layers (same shapes) to one copy, optionally with per-layer
     ``multiplex`` freedom (``'scale_shift'`` or ``'lowrank'`` of ``rank``)."""
@@ -319,4 +337,4 @@ class Snap:
             merged={f: np.asarray(v).tolist() for f, v in merged._asdict().items()}))
 
 
-STAGES = {cls.name: cls for cls in (Prune, Retrain, Quantize, SoftShare, Snap, Hash, LowRank, Tie)}
+STAGES = {cls.name: cls for cls in (Prune, Retrain, Quantize, SoftShare, Snap, Hash, LowRank, RandomEdges, Tie)}

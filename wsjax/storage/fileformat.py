@@ -103,7 +103,7 @@ def encode(params: Any, *, index_bits: options.LayerOption = None,
         ``transform.apply(state)``, exactly as the params tree would be.
       index_bits: relative-index width of sparse layers: an int, a ``{regex: int}`` mapping,
         or a callable ``path -> int``; default 8 for 4-D (conv) kernels, 5 otherwise.
-      encoding: ``'auto'``, ``'raw'``, ``'sparse'`` or ``'dense_codebook'``, for all layers
+      encoding: ``'auto'``, ``'raw'``, ``'sparse'``, ``'dense_codebook'`` or ``'sparse_raw'``, for all layers
         or per layer (mapping or callable as for ``index_bits``); default ``'auto'`` for 2-D
         and larger leaves (smallest eligible encoding), ``'raw'`` for 1-D and scalars.
         Both also apply to the records of a codec (matched on record names such as

@@ -5,7 +5,7 @@ Record layout (all integers little-endian, ``varint`` = unsigned LEB128)::
     varint name length, name (UTF-8, the '/'-joined parameter path)
     u8     dtype code (see :mod:`wsjax.storage.dtypes`)
     u8     ndim, then ndim varint dimensions
-    u8     encoding: 0 raw, 1 sparse, 2 dense_codebook
+    u8     encoding: 0 raw, 1 sparse, 2 dense_codebook, 3 sparse_raw
     varint payload length, then the payload
 
 Payloads:
@@ -17,6 +17,9 @@ Payloads:
   cluster indices (alphabet K, or K + 1 with symbol 0 = filler zero when fillers are
   present), then the *index stream* of gaps (alphabet ``2**index_bits``); see
   :mod:`wsjax.storage.sparse` and :mod:`wsjax.storage.streams`.
+* ``sparse_raw`` (pruned, not quantized: every survivor a distinct float) -- ``u8
+  index_bits``, ``varint`` stored entries, the index stream of gaps as for ``sparse``, then
+  one raw bit pattern per stored entry (a filler's is zero, a nonzero's is its value).
 * ``dense_codebook`` (quantized, not pruned) -- ``varint`` K, ``u8`` flags (bit 0: zeros
   present, then symbol 0 is zero), the codebook, and one weight-stream symbol per element.
 
@@ -35,7 +38,7 @@ from wsjax.storage import dtypes, limits, sparse, streams
 from wsjax.storage.bytestream import ByteReader, ByteWriter
 from wsjax.storage.errors import StorageError
 
-ENCODINGS = ("raw", "sparse", "dense_codebook")
+ENCODINGS = ("raw", "sparse", "dense_codebook", "sparse_raw")
 _ENCODING_CODE = {name: code for code, name in enumerate(ENCODINGS)}
 MAX_INDEX_BITS = 16
 
@@ -92,6 +95,19 @@ def _sparse_payload(patterns: np.ndarray, codebook: np.ndarray, index_bits: int)
     return out.getvalue()
 
 
+def _sparse_raw_payload(patterns: np.ndarray, index_bits: int) -> bytes:
+    positions = np.flatnonzero(patterns)
+    gaps, is_filler = sparse.encode_positions(positions, index_bits)
+    values = np.zeros(gaps.size, dtype=patterns.dtype)
+    values[~is_filler] = patterns[positions]
+    out = ByteWriter()
+    out.uint(index_bits, 1)
+    out.varint(gaps.size)
+    out.bytes(streams.encode(gaps, 1 << index_bits)[0])
+    out.bytes(dtypes.patterns_to_bytes(values))
+    return out.getvalue()
+
+
 def _dense_codebook_payload(patterns: np.ndarray, codebook: np.ndarray) -> bytes:
     is_zero = patterns == 0
     has_zero = bool(is_zero.any())
@@ -111,13 +127,16 @@ def _payloads(array: np.ndarray, encoding: str, index_bits: int, name: str) -> d
     if encoding == "raw":
         return {"raw": dtypes.patterns_to_bytes(patterns)}
     if encoding == "auto":
-        codebook = codebooks.distinct_nonzero(patterns) if array.ndim >= 2 else None
-        if codebook is None or codebook.size > codebooks.MAX_CODEBOOK_SIZE:
+        if array.ndim < 2:
             return {"raw": dtypes.patterns_to_bytes(patterns)}
+        codebook = codebooks.distinct_nonzero(patterns)
+        if codebook.size > codebooks.MAX_CODEBOOK_SIZE:
+            return {"raw": dtypes.patterns_to_bytes(patterns), "sparse_raw": _sparse_raw_payload(patterns, index_bits)}
         return {
             "sparse": _sparse_payload(patterns, codebook, index_bits),
             "dense_codebook": _dense_codebook_payload(patterns, codebook),
             "raw": dtypes.patterns_to_bytes(patterns),
+            "sparse_raw": _sparse_raw_payload(patterns, index_bits),
         }
     if encoding == "sparse":
         codebook = _codebook_of(patterns, name, encoding)
@@ -125,12 +144,15 @@ def _payloads(array: np.ndarray, encoding: str, index_bits: int, name: str) -> d
     if encoding == "dense_codebook":
         codebook = _codebook_of(patterns, name, encoding)
         return {"dense_codebook": _dense_codebook_payload(patterns, codebook)}
+    if encoding == "sparse_raw":
+        return {"sparse_raw": _sparse_raw_payload(patterns, index_bits)}
     raise ValueError(f"{name}: unknown encoding {encoding!r}; choose from {ENCODINGS + ('auto',)}")
 
 
 def encode_layer(name: str, array: np.ndarray, encoding: str, index_bits: int) -> bytes:
     """The record of one layer. ``encoding='auto'`` picks the smallest eligible encoding
-    (codebook encodings only for 2-D and larger leaves; ties go to sparse, then dense)."""
+    (sparse and codebook encodings only for 2-D and larger leaves; ties go to sparse, then
+    dense codebook, raw, sparse raw)."""
     index_bits = check_index_bits(index_bits, name)
     dtypes.dtype_code(array.dtype)
     if array.ndim > 255:
@@ -280,6 +302,33 @@ def _decode_body(reader: ByteReader, budget: limits.Budget, start: int, name: st
         del symbols, is_filler
         patterns = np.zeros(n_elements, dtype=pattern)
         patterns[positions] = values
+        n_nonzero = int(positions.size)
+    elif encoding == "sparse_raw":
+        pos = payload.pos
+        index_bits = payload.uint(1, "index bits")
+        if not 1 <= index_bits <= MAX_INDEX_BITS:
+            raise StorageError(f"{where}: index bits {index_bits} outside [1, {MAX_INDEX_BITS}]")
+        n_entries = payload.varint("entry count")
+        if n_entries > n_elements:
+            raise StorageError(f"{where}: {n_entries} stored entries for {n_elements} elements")
+        mark("header", pos)
+        index = streams.read(payload, n_entries, 1 << index_bits)
+        index_info = index.info
+        parts["index_table"] = index_info.table_bytes
+        parts["index_codes"] = index_info.code_bytes
+        pos = payload.pos
+        data = payload.bytes(n_entries * dtype.itemsize, "raw survivor values")  # bounds the entries
+        mark("raw", pos)
+        payload.expect_end()
+        values = dtypes.patterns_from_bytes(data, dtype)
+        del data
+        is_filler = values == 0
+        positions = sparse.decode_positions(index.array(), is_filler, index_bits, n_elements)
+        last = int(positions[-1]) if positions.size else -1
+        budget.imply(where, n_elements - 1 - last, "the sparse index's zeros after its last stored entry")
+        patterns = np.zeros(n_elements, dtype=pattern)
+        patterns[positions] = values[~is_filler]
+        del values, is_filler
         n_nonzero = int(positions.size)
     else:
         codebook, has_zero, weights = _codebook_and_stream(
