@@ -18,7 +18,7 @@ test: $(VENV)/.installed-test data
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: $(VENV)/.installed-bench data
-	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in benchmarks/[a-z]*.py; do m=$$(basename $$b .py); echo "== $$m"; $(PY) -m benchmarks.$$m || exit 1; done
 
 # Fashion-MNIST from Debian's dataset-fashion-mnist (offline mirror of the IDX files).
 data:

@@ -5,7 +5,7 @@ Python loop over the jitted step, and the same model and optimiser (Adam, batch 
 PyTorch on the CPU. Prints seconds per epoch (best of ``--repeats`` steady-state epochs, after
 a warm-up epoch that includes compilation) and the ratios.
 
-Run: ``python benchmarks/epoch_loop.py [--models lenet300100 lenet5] [--repeats 3] [--write]``
+Run: ``python -m benchmarks.epoch_loop [--models lenet300100 lenet5] [--repeats 3] [--write]``
 (``--write`` replaces the epoch section of ``benchmarks/RESULTS.md``).
 Target (issue 2): LeNet-300-100 <= 1 s per epoch on 2 CPU cores.
 """
@@ -14,25 +14,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "experiments"))
-sys.path.insert(0, ROOT)
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
+import jax
+import numpy as np
+import optax
 
-import common  # noqa: E402
-from benchmarks.results_md import write_section  # noqa: E402
-from wsjax import data  # noqa: E402
-from wsjax.train import classifier, fit  # noqa: E402
+from wsjax import study
+from wsjax.study import write_section
+from wsjax import data
+from wsjax.train import classifier, fit
 
 
 def wsjax_epoch_seconds(model_name, x, y, loop, repeats):
-    model = common.model_by_name(model_name)
+    model = study.model_by_name(model_name)
     params = model.init(jax.random.key(0), x[:1])["params"]
     loss_fn, _ = classifier(lambda th, xb: model.apply({"params": th}, xb))
     r = fit(loss_fn, params, optax.adam(1e-3), (x, y), epochs=1 + repeats, batch_size=100,
@@ -103,11 +100,11 @@ def main():
             import torch
 
             torch_note = f", torch {torch.__version__} ({torch.get_num_threads()} threads)"
-        header = (f"Run: `python benchmarks/epoch_loop.py --write`.\n\nOne epoch over {len(x):,} Fashion-MNIST "
+        header = (f"Run: `python -m benchmarks.epoch_loop --write`.\n\nOne epoch over {len(x):,} Fashion-MNIST "
                   f"images, batch 100, Adam; jax {jax.__version__} ({jax.default_backend()}){torch_note}, "
                   f"{platform.machine()}, {os.cpu_count()} cores; seconds are the best of {args.repeats} "
                   "steady-state epochs after a warm-up epoch. Target: LeNet-300-100 <= 1 s per epoch.\n\n")
-        write_section("one training epoch", header + common.markdown_table(rows, list(rows[0])).rstrip("\n"))
+        write_section("one training epoch", header + study.markdown_table(rows, list(rows[0])).rstrip("\n"), RESULTS)
     return rows
 
 

@@ -20,7 +20,7 @@ run under the same machine load. ``torch.set_num_threads`` is set to the number 
 XLA uses. The script also prints ``compiled.memory_analysis()`` of the three wsjax steps and
 appends its table to ``benchmarks/RESULTS.md`` (section "hashed step") with ``--write``.
 
-Run: ``python benchmarks/hashed_step.py [--steps 20] [--rounds 15] [--write]``.
+Run: ``python -m benchmarks.hashed_step [--steps 20] [--rounds 15] [--write]``.
 Targets (the project's issue): hashed / dense <= 1.5 on CPU; wsjax >= 1.5x faster than the
 PyTorch version of the hashed layer.
 
@@ -33,22 +33,19 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 
-from wsjax.models import LeNet300100  # noqa: E402
-from wsjax.sharing import SharedParams, free_params  # noqa: E402
-from wsjax.sharing.hashing import HashSpec, hash_indices, hashed  # noqa: E402
+from wsjax.models import LeNet300100
+from wsjax.study import write_section
+from wsjax.sharing import SharedParams, free_params
+from wsjax.sharing.hashing import HashSpec, hash_indices, hashed
 
 COMPRESSION = 1 / 8
 BATCH = 100
@@ -299,22 +296,8 @@ def main(argv=None):
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
-        write_section(os.path.join(ROOT, "benchmarks", "RESULTS.md"), "hashed step",
-                      "Run: `python benchmarks/hashed_step.py --write`.\n\n" + text)
+        write_section("hashed step", "Run: `python -m benchmarks.hashed_step --write`.\n\n" + text, RESULTS)
     return best, memory
-
-
-def write_section(path: str, title: str, body: str) -> None:
-    """Replace (or append) the ``## title`` section of a markdown file, leaving the others."""
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    section = f"## {title}\n\n{body}"
-    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda m: section + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    with open(path, "w") as f:
-        f.write(text)
 
 
 if __name__ == "__main__":

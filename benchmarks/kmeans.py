@@ -13,7 +13,7 @@ and the speed-up and inertia ratio against scikit-learn. wsjax times exclude the
 compilation (reported separately) and are the best of ``--repeats`` calls, each including the
 sort. scikit-learn is timed once per k (it is slow).
 
-    python benchmarks/kmeans.py [--n 1000000] [--repeats 3] [--quick] [--out FILE.json] [--write]
+    python -m benchmarks.kmeans [--n 1000000] [--repeats 3] [--quick] [--out FILE.json] [--write]
 
 The target in the project's issue: >= 20x faster at equal or lower inertia. ``--write`` replaces
 the k-means section of ``benchmarks/RESULTS.md`` with this run's table.
@@ -24,21 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "experiments"))
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
 
-import jax  # noqa: E402
+import jax
 
-from benchmarks.results_md import write_section  # noqa: E402
-from common import markdown_table  # noqa: E402
-from wsjax.sharing.kmeans import kmeans_1d  # noqa: E402
+from wsjax.study import markdown_table, write_section
+from wsjax.sharing.kmeans import kmeans_1d
 
 
 def weights(n: int, seed: int = 0) -> np.ndarray:
@@ -112,12 +107,12 @@ def main(argv=None):
     table = markdown_table(rows, cols).rstrip("\n")
     print("\n" + table)
     if args.write:
-        header = (f"Run: `python benchmarks/kmeans.py --write`.\n\n{args.n:,} float32 weights (Student t, 5 dof, "
+        header = (f"Run: `python -m benchmarks.kmeans --write`.\n\n{args.n:,} float32 weights (Student t, 5 dof, "
                   f"scale 0.05); jax {jax.__version__} ({jax.default_backend()}), {os.cpu_count()} CPUs; "
                   f"wsjax times are the best of {args.repeats} calls after compilation, scikit-learn's one "
                   "call. Target: >= 20x faster than scikit-learn at equal or lower inertia "
                   "(`inertia_ratio` <= 1).\n\n")
-        write_section("k-means", header + table)
+        write_section("k-means", header + table, RESULTS)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"n": args.n, "backend": jax.default_backend(), "cpus": os.cpu_count(),

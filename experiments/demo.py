@@ -1,8 +1,8 @@
 """The demo: the committed pretrained LeNets compressed by the library's pipelines, side by side.
 
 ``make demo`` (or ``python experiments/demo.py``) starts from the committed dense
-LeNet-300-100 and LeNet-5 (``experiments/results/baseline/pretrained/``, trained on
-Fashion-MNIST), compresses each with
+LeNet-300-100 and LeNet-5 (rows of the baseline study's store,
+``experiments/results/baseline/``, trained on Fashion-MNIST), compresses each with
 
 * Deep Compression (``wsjax.compress.deep_compression``): Han et al.'s per-layer kept
   fractions in one pruning step, a short retraining, k-means codebooks (8 bits conv, 5 fc),
@@ -15,7 +15,7 @@ the 10k test images. One table (test accuracy, stored bytes, compression against
 float32) and one plot (accuracy against stored bytes). The schedules are short so the demo
 finishes in about a minute on 2 CPU cores for LeNet-300-100 (``--models lenet300100 lenet5``
 adds LeNet-5, about two minutes more); the full studies (iterative pruning, longer
-retraining) are ``experiments/deep_compression.py`` and ``experiments/hashednets.py``.
+retraining) are ``wsjax run deep_compression`` and ``wsjax run hashednets``.
 
 Run: ``python experiments/demo.py [--out DIR]`` (default ``runs/demo``).
 """
@@ -26,23 +26,19 @@ import argparse
 import os
 import time
 
-import jax
 import numpy as np
-from flax import serialization
 
-from wsjax import compress, data, storage
-from wsjax.models import LeNet5, LeNet300100
+from wsjax import compress, data, storage, study
 from wsjax.sharing import count_params
 from wsjax.train import classifier, evaluate
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PRETRAINED = os.path.join(ROOT, "experiments", "results", "baseline", "pretrained", "fashion_mnist-{}-seed0.msgpack")
+ROOT = study.ROOT
 #: Han et al. (2016), Tables 4-5: the fraction of each layer's weights kept.
 KEEP = {
     "lenet300100": {"Dense_0": 0.08, "Dense_1": 0.09, "Dense_2": 0.26},
     "lenet5": {"Conv_0": 0.66, "Conv_1": 0.12, "Dense_0": 0.08, "Dense_1": 0.19},
 }
-MODELS = {"lenet300100": LeNet300100, "lenet5": LeNet5}
+MODELS = ("lenet300100", "lenet5")
 #: (pipeline, training examples) per method and model: short schedules for the demo.
 SCHEDULES = {
     "lenet300100": {"Deep Compression": (dict(rounds=3, prune_epochs=4, prune_lr=1e-3, quant_epochs=3), None),
@@ -60,10 +56,7 @@ def pipelines(model_name):
 
 
 def run_model(model_name, train, test, out_dir):
-    model = MODELS[model_name]()
-    template = model.init(jax.random.key(0), test[0][:1])["params"]
-    with open(PRETRAINED.format(model_name), "rb") as f:
-        dense = serialization.from_bytes(template, f.read())
+    model, dense, _ = study.pretrained(model_name, train_if_missing=False)
     _, eval_fn = classifier(lambda p, x: model.apply({"params": p}, x))
     score = lambda p: evaluate(eval_fn, p, *test)["accuracy"]  # noqa: E731
     dense_bytes = 4 * count_params(dense)
@@ -95,11 +88,7 @@ def table(rows) -> str:
 
 
 def plot(rows, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = study.pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     markers = {"dense": "o", "Deep Compression": "s", "HashedNets 1/8": "^"}
     for model, color in zip(MODELS, ("C0", "C1")):

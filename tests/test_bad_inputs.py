@@ -20,7 +20,7 @@ import numpy as np
 import optax
 import pytest
 
-from wsjax import checks, compress, data, penalties, pruning, sharing, storage
+from wsjax import checks, compress, data, penalties, pruning, sharing, storage, study
 from wsjax.models import MLP, LeNet5, lecun89_net
 from wsjax.sharing.kmeans import kmeans_1d
 from wsjax.train import NonFiniteLossError, classifier, fit
@@ -89,12 +89,10 @@ def _fit_blowup(on_nonfinite, loop="scan"):
 
 def _cli(*argv, models=()):
     """Run an experiment's parse_args; a rejected command line raises SystemExit(its error line)."""
-    import common  # experiments/common.py (tests/conftest.py puts experiments/ on sys.path)
-
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            common.parse_args("bad_inputs", "test", argv=list(argv), models=models)
+            study.parse_args("bad_inputs", "test", argv=list(argv), models=models)
     except SystemExit as e:
         assert e.code == 2, err.getvalue()
         lines = err.getvalue().strip().splitlines()
@@ -279,19 +277,15 @@ def test_finite_runs_record_no_new_keys():
 
 
 def test_cli_empty_out_writes_nothing(monkeypatch):
-    import common
-
     made = []
     monkeypatch.setattr(os, "makedirs", lambda *a, **k: made.append(a))
     with pytest.raises(SystemExit):
         with contextlib.redirect_stderr(io.StringIO()):
-            common.parse_args("baseline", "test", argv=["--out", ""])
+            study.parse_args("baseline", "test", argv=["--out", ""])
     assert made == []
 
 
 def test_cli_accepts_a_model_that_fits():
-    import common
-
-    args = common.parse_args("bad_inputs", "test", argv=["--dataset", "lecun89", "--out", str(TMP["path"])],
+    args = study.parse_args("bad_inputs", "test", argv=["--dataset", "lecun89", "--out", str(TMP["path"])],
                              models=("lenet5", "lenet300100"))
     assert args.dataset == "lecun89" and os.path.isdir(args.out)

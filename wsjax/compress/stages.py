@@ -51,7 +51,7 @@ def _record(c: Compressed, **entry) -> tuple:
 
 def _dense_only(c: Compressed, stage: str) -> None:
     """Stages that read the weights W themselves come before those that re-parameterise them."""
-    later = [h["stage"] for h in c.history if h["stage"] in ("quantize", "hash", "low_rank", "tie")]
+    later = [h["stage"] for h in c.history if h["stage"] in ("quantize", "hash", "low_rank", "random_edges", "tie")]
     if later:
         raise ValueError(f"{stage} must come before quantize / hash / low_rank / tie stages "
                          f"(stages so far: {[h['stage'] for h in c.history]})")

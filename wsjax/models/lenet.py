@@ -32,6 +32,34 @@ class MLP(nn.Module):
         return x
 
 
+def mlp_params(features: Sequence[int], input_dim: int) -> int:
+    """Parameters (weights and biases) of ``MLP(features)`` on ``input_dim`` inputs."""
+    sizes = (input_dim, *features)
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def equal_size_widths(features: Sequence[int], target: int, input_dim: int) -> tuple:
+    """``features`` with every hidden width scaled by one factor so that the dense MLP has
+    as close to ``target`` parameters as possible (the output width kept): the "equal-size"
+    baseline of Chen et al. 2015 for a compressed net with ``target`` free parameters."""
+    hidden, out = tuple(features[:-1]), features[-1]
+    if not hidden:
+        raise ValueError("equal_size_widths needs at least one hidden layer")
+    best, best_gap = None, None
+    lo, hi = 1, max(hidden)
+    while lo <= hi:  # the count grows with the width: bisect on the first hidden width
+        mid = (lo + hi) // 2
+        widths = tuple(max(1, round(h * mid / hidden[0])) for h in hidden) + (out,)
+        n = mlp_params(widths, input_dim)
+        if best_gap is None or abs(n - target) < best_gap:
+            best, best_gap = widths, abs(n - target)
+        if n < target:
+            lo = mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
 def LeNet300100(num_classes: int = 10) -> MLP:
     """LeNet-300-100: 784-300-100-10, 266,610 parameters (Han et al. 2016: 1070 KB float32)."""
     return MLP((300, 100, num_classes))

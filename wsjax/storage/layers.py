@@ -95,6 +95,15 @@ def _sparse_payload(patterns: np.ndarray, codebook: np.ndarray, index_bits: int)
     return out.getvalue()
 
 
+def best_raw_index_bits(patterns: np.ndarray) -> int:
+    """The index width that makes a ``sparse_raw`` record smallest: with a raw value per
+    stored entry a filler costs a whole value, so wider gaps pay off sooner than in ``sparse``."""
+    skipped = np.diff(np.flatnonzero(patterns), prepend=-1) - 1
+    value_bits = 8 * patterns.dtype.itemsize
+    sizes = {b: (skipped.size + int((skipped >> b).sum())) * (value_bits + b) for b in range(1, MAX_INDEX_BITS + 1)}
+    return min(sizes, key=sizes.get)
+
+
 def _sparse_raw_payload(patterns: np.ndarray, index_bits: int) -> bytes:
     positions = np.flatnonzero(patterns)
     gaps, is_filler = sparse.encode_positions(positions, index_bits)
@@ -131,12 +140,13 @@ def _payloads(array: np.ndarray, encoding: str, index_bits: int, name: str) -> d
             return {"raw": dtypes.patterns_to_bytes(patterns)}
         codebook = codebooks.distinct_nonzero(patterns)
         if codebook.size > codebooks.MAX_CODEBOOK_SIZE:
-            return {"raw": dtypes.patterns_to_bytes(patterns), "sparse_raw": _sparse_raw_payload(patterns, index_bits)}
+            return {"raw": dtypes.patterns_to_bytes(patterns),
+                    "sparse_raw": _sparse_raw_payload(patterns, best_raw_index_bits(patterns))}
         return {
             "sparse": _sparse_payload(patterns, codebook, index_bits),
             "dense_codebook": _dense_codebook_payload(patterns, codebook),
             "raw": dtypes.patterns_to_bytes(patterns),
-            "sparse_raw": _sparse_raw_payload(patterns, index_bits),
+            "sparse_raw": _sparse_raw_payload(patterns, best_raw_index_bits(patterns)),
         }
     if encoding == "sparse":
         codebook = _codebook_of(patterns, name, encoding)
@@ -152,7 +162,8 @@ def _payloads(array: np.ndarray, encoding: str, index_bits: int, name: str) -> d
 def encode_layer(name: str, array: np.ndarray, encoding: str, index_bits: int) -> bytes:
     """The record of one layer. ``encoding='auto'`` picks the smallest eligible encoding
     (sparse and codebook encodings only for 2-D and larger leaves; ties go to sparse, then
-    dense codebook, raw, sparse raw)."""
+    dense codebook, raw, sparse raw; sparse raw with the index width of
+    :func:`best_raw_index_bits`, the others with ``index_bits``)."""
     index_bits = check_index_bits(index_bits, name)
     dtypes.dtype_code(array.dtype)
     if array.ndim > 255:

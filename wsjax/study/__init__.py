@@ -23,5 +23,5 @@ from wsjax.study.nets import (
     DENSE_EPOCHS, LOOP, QUICK_EPOCHS, QUICK_TRAIN_EXAMPLES, check_input, dense_config, loop_for, model_by_name,
     baseline_store, pretrained, splits, train_val,
 )
-from wsjax.study.report import fmt, markdown_table, mean_std, pyplot, write_results
+from wsjax.study.report import fmt, markdown_table, mean_std, pyplot, write_results, write_section
 from wsjax.study.units import run_units

@@ -82,3 +82,17 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def write_section(title: str, body: str, path: str) -> None:
+    """Replace (or append) the ``## title`` section of the markdown file ``path`` with
+    ``body`` (a benchmark's ``--write`` into ``benchmarks/RESULTS.md``)."""
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    start = text.find(f"\n## {title}\n")
+    if start < 0:
+        text = text.rstrip("\n") + "\n"
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start + 1] + (text[end + 1:] if end >= 0 else "")
+        text = text.rstrip("\n") + "\n"
+    atomic_write(path, (text + f"\n## {title}\n\n{body}\n").encode())

@@ -1,0 +1,3 @@
+from experiments.hashednets.run import main
+
+main()
