@@ -1,0 +1,3 @@
+from experiments.soft_sharing.run import main
+
+main()
