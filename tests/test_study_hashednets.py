@@ -5,6 +5,8 @@ import dataclasses
 import json
 import os
 
+import pytest
+
 from wsjax.study import discover
 
 
@@ -35,3 +37,10 @@ def test_smoke_run_stores_every_point_and_resumes(tmp_path, monkeypatch, capsys)
     other = run.run(dataclasses.replace(cfg, methods=("hashed",)), "fashion_mnist", 1, out)
     assert "(cached)" not in capsys.readouterr().out  # another seed: new rows, none reused
     assert not {r["key"] for r in other} & {r["key"] for r in rows}
+    digits = run.run(dataclasses.replace(cfg, methods=("nn",)), "digits", 0, out)  # another data set
+    assert "(cached)" not in capsys.readouterr().out and digits[0]["widths"].startswith("64-")
+    with open(os.path.join(out, "rows.jsonl"), "a") as f:
+        f.write('{"key": "torn')  # a writer killed mid-line
+    with pytest.warns(RuntimeWarning, match="skipping"):
+        again = run.run(cfg, "fashion_mnist", 0, out)
+    assert capsys.readouterr().out.count("(cached)") == len(rows)

@@ -28,7 +28,7 @@ def plot(rows: list[dict], nets, path: str, dataset: str) -> None:
                          if r["model"] == net and r["method"] == method)
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=label)
-        widths = next(r["widths"] for r in rows if r["model"] == net and r["method"] != "nn")
+        widths = "-".join(map(str, next(r["config"]["features"] for r in rows if r["model"] == net)))
         ax.set(xscale="log", xlabel="free parameters", ylabel="test accuracy", title=f"{net} net ({widths}), {dataset}")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import jax
+import numpy as np
 
 from experiments.hashednets import config, report
 from wsjax import compress, study
@@ -12,8 +13,6 @@ from wsjax.models import MLP, equal_size_widths, mlp_params
 from wsjax.results import Store
 from wsjax.sharing import free_params, hashed
 from wsjax.train import classifier, evaluate
-
-INPUT_DIM = 784
 
 
 def method_pipeline(unit: dict) -> compress.Pipeline:
@@ -28,20 +27,21 @@ def method_pipeline(unit: dict) -> compress.Pipeline:
     return compress.Pipeline([*first, train])
 
 
-def widths(unit: dict, params) -> tuple:
+def widths(unit: dict, params, input_dim: int) -> tuple:
     """The net's widths; for ``nn``, scaled to the free parameters of the per-layer hashed net."""
     features = tuple(unit["features"])
     if unit["method"] != "nn":
         return features
     target = free_params(hashed(unit["compression"]).init(jax.random.key(unit["seed"]), params))
-    return equal_size_widths(features, target, INPUT_DIM)
+    return equal_size_widths(features, target, input_dim)
 
 
 def compute(unit: dict, data, store: Store) -> dict:
     train, test = data
     key = jax.random.key(unit["seed"])
+    input_dim = int(np.prod(train[0].shape[1:]))
     params = MLP(tuple(unit["features"])).init(key, train[0][:1])["params"]
-    features = widths(unit, params)
+    features = widths(unit, params, input_dim)
     model = MLP(features)
     if features != tuple(unit["features"]):
         params = model.init(key, train[0][:1])["params"]
@@ -50,13 +50,13 @@ def compute(unit: dict, data, store: Store) -> dict:
     _, eval_fn = classifier(lambda p, x: model.apply({"params": p}, x))
     path = store.artifact(unit, ".wsjax")
     rep, _, accuracy, stored = study.store_and_reload(result.stored, path, lambda p: evaluate(eval_fn, p, *test)["accuracy"])
-    virtual = mlp_params(unit["features"], INPUT_DIM)
+    virtual = mlp_params(unit["features"], input_dim)
     return {"model": unit["net"], "method": unit["method"], "compression_factor": unit["compression"],
             "free_params": free_params(result.state), "virtual_params": virtual, "test_accuracy": accuracy,
             "stored_bytes": stored, "dense_bytes": 4 * virtual, "compression": 4 * virtual / stored,
             "file": os.path.relpath(path, store.folder), "train_loss": result.history[-1]["per_epoch"][-1]["train_loss"],
             "seconds": sum(h.get("seconds", 0.0) for h in result.history),
-            "widths": "-".join(map(str, (INPUT_DIM, *features)))}
+            "widths": "-".join(map(str, (input_dim, *features)))}
 
 
 def run(cfg: config.Config, dataset: str, seed: int, out: str) -> list[dict]:
