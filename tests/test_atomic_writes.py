@@ -254,3 +254,22 @@ def test_checkpoints_survive_a_killed_trainer(tmp_path):
         assert (theta["w"] == epoch).all()
         assert history == [{"epoch": e} for e in range(1, epoch + 1)]
         assert all(name.isdigit() for name in os.listdir(folder)), os.listdir(folder)
+
+
+def test_a_later_write_removes_the_temp_files_of_killed_writers_only(tmp_path):
+    """A writer killed between its temp file and the rename leaves ``.<name>.<pid>.*.tmp``;
+    the next write of that name deletes it, but not a live writer's, nor other names'."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)  # a process that has exited
+    stale = tmp_path / f".m.wsjax.{dead_pid}.abc123.tmp"
+    live = tmp_path / f".m.wsjax.{os.getppid()}.def456.tmp"  # our parent: alive
+    other = tmp_path / f".n.wsjax.{dead_pid}.ghi789.tmp"
+    for p in (stale, live, other):
+        p.write_bytes(b"partial")
+    io.atomic_write(tmp_path / "m.wsjax", b"complete")
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.wsjax", live.name, other.name])
+    assert (tmp_path / "m.wsjax").read_bytes() == b"complete"

@@ -42,10 +42,42 @@ def _fsync_folder(folder: str) -> None:
         os.close(fd)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's live process, or a platform that cannot tell: keep it
+    return True
+
+
+def _remove_stale_temps(folder: str, name: str) -> None:
+    """Delete the temp files of earlier writes of ``name`` whose writer was killed (its
+    process no longer exists); a live writer's temp file is left alone."""
+    prefix = f".{name}."
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        pid = entry[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            try:
+                os.unlink(os.path.join(folder, entry))
+            except OSError:
+                pass
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a reader (or a crash) sees the old file or the
     whole new one, never a part. The new file keeps the old one's permissions (0o644 for a
-    new file). FileNotFoundError naming ``path`` if its folder does not exist."""
+    new file). FileNotFoundError naming ``path`` if its folder does not exist.
+
+    The temp file is named ``.<name>.<pid>.<random>.tmp``; a later write of the same name
+    deletes those left by writers that were killed before their rename."""
     path = os.fspath(path)
     data = memoryview(data)
     folder = _folder_of(path)
@@ -53,7 +85,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         mode = os.stat(path).st_mode & 0o7777
     except FileNotFoundError:
         mode = 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -68,6 +100,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
             pass
         raise
     _fsync_folder(folder)
+    _remove_stale_temps(folder, os.path.basename(path))
 
 
 def append_line(path: str | os.PathLike, line: Any) -> None:
