@@ -2,11 +2,11 @@
 
 Unstructured pruning keeps every array dense (no speed-up without sparse kernels); removing
 whole hidden units (``wsjax.pruning.prune_neurons``) gives a genuinely narrower MLP. This
-benchmark prunes the dense reference LeNet-300-100 (``experiments/common.pretrained``) to
+benchmark prunes the dense reference LeNet-300-100 (:func:`wsjax.study.pretrained`) to
 several widths by the scale-invariant weight score and times the jitted forward pass at
-batch sizes 1, 100 and 10,000 (best of ``--repeats`` timed calls, each of ``--inner`` calls,
-dense and pruned interleaved), printing FLOPs, parameters, times, speed-ups and the test
-accuracy *before* fine-tuning (``experiments/deep_compression.py`` fine-tunes them).
+batch sizes 1, 100 and 10,000 (:func:`wsjax.pruning.timing.compare`: best of ``--repeats``
+rounds, dense and pruned interleaved), printing FLOPs, parameters, times, speed-ups and the
+test accuracy *before* fine-tuning (the ``deep_compression`` study fine-tunes them).
 
     python benchmarks/neuron_pruning.py [--quick] [--repeats 5]
 """
@@ -15,72 +15,26 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for path in (ROOT, os.path.join(ROOT, "experiments")):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from wsjax import pruning  # noqa: E402
+from wsjax import pruning, study
+from wsjax.pruning.timing import compare, forward
 
 #: Hidden widths compared with LeNet-300-100's (300, 100).
 WIDTHS = ((300, 100), (150, 50), (100, 30), (60, 20))
 BATCHES = (1, 100, 10_000)
 
 
-_FORWARD = {}
-
-
-def forward(model):
-    """The jitted ``(params, x) -> logits`` of ``model`` (one per model, so compiled once per shape)."""
-    if model not in _FORWARD:
-        _FORWARD[model] = jax.jit(lambda p, xb: model.apply({"params": p}, xb))
-    return _FORWARD[model]
-
-
-def time_forward(model, params, x, repeats: int = 5, inner: int = 20) -> float:
-    """Seconds per jitted forward pass on ``x`` (best of ``repeats`` runs of ``inner`` calls)."""
-    f = forward(model)
-    x = jnp.asarray(x)
-    jax.block_until_ready(f(params, x))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            out = f(params, x)
-        jax.block_until_ready(out)
-        best = min(best, (time.perf_counter() - t0) / inner)
-    return best
-
-
-def compare(models_params, x, batches=BATCHES, repeats: int = 5) -> dict:
-    """``{(name, batch): seconds}`` for every ``(name, model, params)``, interleaved per repeat."""
-    times = {}
-    for batch in batches:
-        xb = x[:batch]
-        inner = max(1, min(200, 20_000 // batch))
-        for _ in range(repeats):
-            for name, model, params in models_params:
-                t = time_forward(model, params, xb, repeats=1, inner=inner)
-                times[(name, batch)] = min(times.get((name, batch), float("inf")), t)
-    return times
-
-
 def main(argv=None):
-    import common
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
-    model, params = common.pretrained("lenet300100", "fashion_mnist", 0, args.quick)
-    _, test = common.dataset_splits("fashion_mnist", args.quick)
+    model, params, _ = study.pretrained("lenet300100", "fashion_mnist", 0, args.quick)
+    _, test = study.splits("fashion_mnist", args.quick)
     x, y = test
     variants = []
     for widths in WIDTHS:

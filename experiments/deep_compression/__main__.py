@@ -1,0 +1,3 @@
+from experiments.deep_compression.run import main
+
+main()
