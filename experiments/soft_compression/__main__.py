@@ -1,0 +1,3 @@
+from experiments.soft_compression.run import main
+
+main()
