@@ -239,7 +239,11 @@ def test_plain_trees_keep_version_1_bytes_and_committed_files_load():
     for path in files:
         with open(path, "rb") as f:
             raw = f.read()
-        assert storage.encode(storage.load(path)) == raw, path
+        if HEADER.unpack_from(raw)[1] == 1:  # weights only: re-encoding its params gives its bytes
+            assert storage.encode(storage.load(path)) == raw, path
+        else:  # a codec file (a study's hashed or low-rank net): decodes, every byte accounted for
+            storage.load(path)
+            assert storage.size_report(raw).file_bytes == len(raw), path
 
 
 @pytest.fixture

@@ -336,3 +336,29 @@ def test_random_edges_keeps_exactly_k_weights():
     chex.assert_trees_all_equal(g["inner"], jax.tree.map(jnp.ones_like, s.theta["inner"]))
     with pytest.raises(ValueError):
         random_edges(0.0)
+
+
+def test_host_hash_and_gather_equal_the_jitted_ones_bit_for_bit():
+    """Storage decodes hashed leaves with NumPy: the same indices, signs, signed indices and
+    virtual weights as the jitted transform, for odd shapes, big layer ids and seeds."""
+    from wsjax.sharing.hashing import (HashSpec, hash_indices, hash_indices_numpy, hashed_take,
+                                       hashed_take_numpy, signed_index, signed_index_numpy)
+
+    rng = np.random.default_rng(0)
+    for shape, k, layer, seed in [((7,), 3, 0, 0), ((33, 17), 50, 1, 2**32 - 1), ((3, 3, 4, 5), 11, 2**32 - 1, 7),
+                                  ((128, 300), 4801, 5, 12345), ((1, 1), 1, 0, 0)]:
+        spec = HashSpec(shape, k, layer, seed)
+        i_np, s_np = hash_indices_numpy(spec)
+        i_jx, s_jx = hash_indices(spec)
+        np.testing.assert_array_equal(i_np, np.asarray(i_jx))
+        np.testing.assert_array_equal(s_np, np.asarray(s_jx))
+        assert i_np.dtype == np.int32 and s_np.dtype == np.float32
+        np.testing.assert_array_equal(signed_index_numpy(spec), np.asarray(signed_index(spec)))
+        for dtype in (np.float32, jnp.bfloat16):
+            buckets = rng.normal(size=k).astype(dtype)
+            buckets[0] = 0.0
+            host = hashed_take_numpy(buckets, spec)
+            device = np.asarray(hashed_take(jnp.asarray(buckets), spec))
+            assert host.dtype == device.dtype
+            np.testing.assert_array_equal(host.view(np.uint16 if dtype != np.float32 else np.uint32),
+                                          device.view(np.uint16 if dtype != np.float32 else np.uint32))

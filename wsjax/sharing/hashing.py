@@ -109,7 +109,7 @@ def _check_spec(spec: HashSpec) -> None:
         raise ValueError(f"layer and seed must fit in uint32, got {spec.layer}, {spec.seed}")
 
 
-def hash_words(spec: HashSpec):
+def hash_words(spec: HashSpec, xp=jnp):
     """The two raw ``uint32`` hashes ``(index_hash, sign_hash)`` of every ``(i, j)``, shape ``(rows, cols)``.
 
     xxHash32's short-input path on the 12-byte key ``(layer, i, j)``: the per-layer and
@@ -118,11 +118,37 @@ def hash_words(spec: HashSpec):
     """
     _check_spec(spec)
     h = (int(spec.seed) + int(_P5) + int(_KEY_BYTES)) & 0xFFFFFFFF  # wraps like uint32
-    h = _absorb(jnp.uint32(h), jnp.uint32(spec.layer))
-    rows = jnp.arange(spec.rows, dtype=jnp.uint32)[:, None]
-    cols = jnp.arange(spec.cols, dtype=jnp.uint32)[None, :]
+    h = _absorb(xp.asarray(h, dtype=xp.uint32), xp.asarray(spec.layer, dtype=xp.uint32))
+    rows = xp.arange(spec.rows, dtype=xp.uint32)[:, None]
+    cols = xp.arange(spec.cols, dtype=xp.uint32)[None, :]
     pre = _absorb(_absorb(h, rows), cols)
     return _avalanche(pre), _avalanche(pre ^ _SIGN_SALT)
+
+
+def hash_indices_numpy(spec: HashSpec) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`hash_indices` computed by NumPy on the host, equal to it bit for bit (the hash
+    is uint32 arithmetic, which wraps the same in both). Storage decodes with it, so a file
+    with many hashed leaves costs no compilation per leaf."""
+    with np.errstate(over="ignore"):
+        ih, sh = hash_words(spec, xp=np)
+        index = (ih % np.uint32(spec.num_buckets)).astype(np.int32)
+        sign = (1.0 - 2.0 * (sh >> np.uint32(31)).astype(np.float32)).astype(np.float32)
+    return index.reshape(spec.shape), sign.reshape(spec.shape)
+
+
+def hashed_take_numpy(buckets: np.ndarray, spec: HashSpec) -> np.ndarray:
+    """:func:`hashed_take` on the host: ``xi * buckets[h]`` (a product with +-1, exact in
+    every float format, so the same bits as the jitted gather)."""
+    buckets = np.asarray(buckets)
+    _check_buckets(buckets, spec)
+    index, sign = hash_indices_numpy(spec)
+    return sign.astype(buckets.dtype) * buckets[index]
+
+
+def signed_index_numpy(spec: HashSpec) -> np.ndarray:
+    """:func:`signed_index` on the host."""
+    index, sign = hash_indices_numpy(spec)
+    return np.where(sign < 0, ~index, index)
 
 
 @functools.partial(jax.jit, static_argnums=0)
