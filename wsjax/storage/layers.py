@@ -222,6 +222,17 @@ def _codebook_and_stream(payload: ByteReader, mark, pos: int, parts: dict, n_sym
     return codebook, has_zero, stream
 
 
+def _sparse_header(payload: ByteReader, where: str, n_elements: int) -> tuple[int, int]:
+    """The index width and stored-entry count that open a sparse or sparse-raw payload."""
+    index_bits = payload.uint(1, "index bits")
+    if not 1 <= index_bits <= MAX_INDEX_BITS:
+        raise StorageError(f"{where}: index bits {index_bits} outside [1, {MAX_INDEX_BITS}]")
+    n_entries = payload.varint("entry count")
+    if n_entries > n_elements:
+        raise StorageError(f"{where}: {n_entries} stored entries for {n_elements} elements")
+    return index_bits, n_entries
+
+
 def decode_layer(reader: ByteReader, budget: Optional[limits.Budget] = None
                  ) -> tuple[np.ndarray, LayerInfo]:
     """Read one layer record; returns the array and a description of its bytes.
@@ -280,12 +291,7 @@ def _decode_body(reader: ByteReader, budget: limits.Budget, start: int, name: st
         n_nonzero = int(np.count_nonzero(patterns))
     elif encoding == "sparse":
         pos = payload.pos
-        index_bits = payload.uint(1, "index bits")
-        if not 1 <= index_bits <= MAX_INDEX_BITS:
-            raise StorageError(f"{where}: index bits {index_bits} outside [1, {MAX_INDEX_BITS}]")
-        n_entries = payload.varint("entry count")
-        if n_entries > n_elements:
-            raise StorageError(f"{where}: {n_entries} stored entries for {n_elements} elements")
+        index_bits, n_entries = _sparse_header(payload, where, n_elements)
         codebook, has_filler, weights = _codebook_and_stream(
             payload, mark, pos, parts, n_entries, dtype, "sparse flags")
         codebook_size = codebook.size
@@ -316,12 +322,7 @@ def _decode_body(reader: ByteReader, budget: limits.Budget, start: int, name: st
         n_nonzero = int(positions.size)
     elif encoding == "sparse_raw":
         pos = payload.pos
-        index_bits = payload.uint(1, "index bits")
-        if not 1 <= index_bits <= MAX_INDEX_BITS:
-            raise StorageError(f"{where}: index bits {index_bits} outside [1, {MAX_INDEX_BITS}]")
-        n_entries = payload.varint("entry count")
-        if n_entries > n_elements:
-            raise StorageError(f"{where}: {n_entries} stored entries for {n_elements} elements")
+        index_bits, n_entries = _sparse_header(payload, where, n_elements)
         mark("header", pos)
         index = streams.read(payload, n_entries, 1 << index_bits)
         index_info = index.info
