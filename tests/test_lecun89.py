@@ -1,4 +1,5 @@
-"""LeCun (1989) Net-1..Net-5: exact link/free counts, sharing structure, conv equivalence."""
+"""LeCun (1989) Net-1..Net-5: exact link/free counts, sharing structure, conv equivalence, the
+sum-of-squares loss; the 16x16 data."""
 
 import chex
 import flax.linen as nn
@@ -10,11 +11,15 @@ import pytest
 from wsjax.models.lecun89 import (
     INPUT_SHAPE,
     LocalNet,
+    architecture,
     counts,
     free_count,
     init_net,
     lecun89_net,
     link_count,
+    logits_fn,
+    net_name,
+    sum_of_squares,
 )
 from wsjax.sharing import SharedParams
 
@@ -178,38 +183,27 @@ def test_lecun89_splits_reject_an_unknown_split():
         x[0, 0, 0, 0] = 1.0  # read-only, like every data set
 
 
-def _rows(models, seeds, acc=0.9, **setting):
-    return [{"model": m, "seed": s, "test_accuracy": acc + 0.001 * s, "train_error": 0.0, "links": 1,
-             "free_params": 1, "seconds": 1.0, **setting} for m in models for s in seeds]
+def test_sum_of_squares_is_lecuns_loss():
+    z = jnp.asarray([[0.0, 2.0, -1.0], [1.0, -3.0, 0.5]])
+    labels = jnp.asarray([1, 0])
+    s = 1 / (1 + np.exp(-np.asarray(z, np.float64)))
+    t = np.eye(3)[[1, 0]]
+    want = 0.5 * np.mean(np.sum((s - t) ** 2, axis=-1))
+    np.testing.assert_allclose(float(sum_of_squares(z, labels)), want, rtol=1e-6)
+    g = jax.grad(sum_of_squares)(z, labels)  # d/dz = (s - t) s (1 - s) / batch
+    np.testing.assert_allclose(np.asarray(g), (s - t) * s * (1 - s) / 2, rtol=1e-5, atol=1e-7)
+    assert float(sum_of_squares(jnp.asarray([[-30.0, 30.0]]), jnp.asarray([1]))) < 1e-12
 
 
-NETS = [f"Net-{n}" for n in range(1, 6)]
+def test_logits_fn_applies_the_transform_then_the_model():
+    for n in (3, 5):
+        model, transform, state = _random_state(n)
+        x = _x()
+        want = model.apply({"params": transform.apply(state)}, x)
+        chex.assert_trees_all_close(logits_fn(n, state.frozen)(state.theta, x), want)
 
 
-def test_pooled_section_counts_each_seed_once_and_only_complete_seeds():
-    import lecun89 as experiment
-
-    done = _rows(NETS, range(3))
-    more = _rows(NETS, range(3)) + _rows(NETS, range(3, 6)) + _rows(NETS[:3], range(6, 9))  # 6-8 unfinished
-    text = experiment.pooled_section(done, more)
-    assert "(6 draws, seeds 0-5)" in text, text
-    assert "better on " in text and "/6 splits" in text
-    assert experiment.pooled_section(done, _rows(NETS[:3], range(6, 9))) == ""  # nothing complete to add
-
-
-def test_replications_take_only_the_same_setting(tmp_path):
-    import json
-
-    import lecun89 as experiment
-
-    same = dict(dataset="lecun89", shift=0, epochs=500)
-    for folder, rows in {
-        "seeds20-39": _rows(NETS, [20, 21], **same),
-        "shift2": _rows(NETS, [22], **dict(same, shift=2)),
-        "quick": _rows(NETS, [23], **dict(same, epochs=10)),
-        "centred": _rows(NETS, [24], **dict(same, dataset="lecun89_centred")),
-    }.items():
-        (tmp_path / folder).mkdir()
-        (tmp_path / folder / "partial.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    got = experiment.replications(str(tmp_path), "lecun89", 500)
-    assert sorted({r["seed"] for r in got}) == [20, 21] and len(got) == 10
+def test_names_and_architectures():
+    assert [net_name(n) for n in range(1, 6)] == [f"Net-{n}" for n in range(1, 6)]
+    assert net_name(3, shared=False) == "Net-3" and net_name(5, shared=False) == "Net-5 (no sharing)"
+    assert architecture(5).startswith("2 shared") and architecture(5, shared=False).startswith("2 local")

@@ -20,7 +20,8 @@ Both hidden layers have units two pixels apart (stride 2) and one bias per unit;
 and H1 are zero padded ('SAME': 16 -> 17 rows and columns for H1, 8 -> 11 for H2) so that
 every unit sees a full patch, which is how LeCun counts links. The counts do not depend
 on where the padding goes. Hidden units are ``tanh``; the models return the output
-pre-activations, to which the paper applies a sigmoid and a sum-of-squares loss.
+pre-activations, to which the paper applies a sigmoid and a sum-of-squares loss
+(:func:`sum_of_squares`).
 
 References: LeCun, `Generalization and network design strategies
 <http://yann.lecun.com/exdb/publis/pdf/lecun-89.pdf>`_, 1989.
@@ -109,6 +110,46 @@ def lecun89_net(n: int, num_classes: int = 10, shared: bool = True) -> tuple[nn.
     if n == 4:
         return LocalNet(2, 1, num_classes), convolution(r"^H1$", biases="unit")
     return LocalNet(2, 4, num_classes), convolution(r"^H[12]$", biases="unit")
+
+
+#: What each net is, in the paper's terms (the ``shared=False`` controls of Net-4 and Net-5:
+#: :data:`CONTROL_ARCHITECTURE`).
+ARCHITECTURE = {
+    1: "256-10",
+    2: "256-12-10",
+    3: "local 8x8(3x3) / 4x4(5x5)",
+    4: "2 shared 8x8(3x3) / local 4x4(5x5x2)",
+    5: "2 shared 8x8(3x3) / 4 shared 4x4(5x5x2)",
+}
+CONTROL_ARCHITECTURE = {4: "2 local 8x8(3x3) / local 4x4(5x5x2)", 5: "2 local 8x8(3x3) / 4 local 4x4(5x5x2)"}
+
+
+def net_name(n: int, shared: bool = True) -> str:
+    """``'Net-n'``, or ``'Net-n (no sharing)'`` for the unshared control of Net-4 / Net-5."""
+    return f"Net-{n}" if shared or n < 4 else f"Net-{n} (no sharing)"
+
+
+def architecture(n: int, shared: bool = True) -> str:
+    """Net-``n``'s layers in a few words (:data:`ARCHITECTURE`)."""
+    return ARCHITECTURE[n] if shared or n < 4 else CONTROL_ARCHITECTURE[n]
+
+
+def sum_of_squares(z: jax.Array, labels: jax.Array) -> jax.Array:
+    """LeCun's loss on output pre-activations ``z``: ``0.5 * sum_c (sigmoid(z_c) - t_c)^2``
+    with one-hot targets ``t`` in {0, 1}, averaged over the examples."""
+    target = jax.nn.one_hot(labels, z.shape[-1])
+    return 0.5 * jnp.mean(jnp.sum((jax.nn.sigmoid(z) - target) ** 2, axis=-1))
+
+
+def logits_fn(n: int, frozen: Any = None, shared: bool = True) -> Callable[[Any, jax.Array], jax.Array]:
+    """``(theta, x) -> output pre-activations`` of Net-``n`` with the transform's trainable
+    state ``theta`` and its ``frozen`` part (``state.frozen`` of :func:`init_net`)."""
+    model, transform = lecun89_net(n, shared=shared)
+
+    def logits(theta, x):
+        return model.apply({"params": transform.apply(SharedParams(theta, frozen))}, x)
+
+    return logits
 
 
 def link_count(params) -> int:

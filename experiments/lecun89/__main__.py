@@ -1,0 +1,3 @@
+from experiments.lecun89.run import main
+
+main()
