@@ -12,7 +12,8 @@ def test_list_names_studies_stages_transforms_and_codecs(capsys):
     out = capsys.readouterr().out
     from wsjax.study import discover
 
-    assert "baseline" in discover.studies()
+    assert discover.studies() == ["baseline", "deep_compression", "hashednets", "lecun89", "soft_compression",
+                                  "soft_sharing"]
     for name in (*discover.studies(), "prune", "quantize", "hashing_pool", "low_rank", "tying"):
         assert name in out
 
