@@ -7,7 +7,6 @@ store with the per-seed test accuracies and training errors.
 
 from __future__ import annotations
 
-import sys
 import time
 
 from experiments.lecun89 import config, report
@@ -68,9 +67,5 @@ def run(cfg: config.Config, dataset: str, seed: int, out: str) -> list[dict]:
 
 
 def main(argv=None) -> list[dict]:
-    args = study.parse_args("lecun89", DESCRIPTION, argv=argv, default_dataset="lecun89")
-    if args.dataset not in config.DATASETS:
-        print(f"wsjax run lecun89: error: --dataset {args.dataset}: this study runs on "
-              f"{', '.join(config.DATASETS)} (16x16 digits, 320 / 160)", file=sys.stderr)
-        raise SystemExit(2)
+    args = study.parse_args("lecun89", DESCRIPTION, argv=argv, default_dataset="lecun89", datasets=config.DATASETS)
     return run(config.quick() if args.quick else config.full(), args.dataset, args.seed, args.out)

@@ -102,5 +102,6 @@ def run(cfg: config.Config, dataset: str, seed: int, out: str) -> list[dict]:
 
 def main(argv=None) -> list[dict]:
     args = study.parse_args("soft_sharing", "soft weight-sharing against weight decay and weight elimination "
-                            "(Nowlan & Hinton 1992)", argv=argv)
+                            "(Nowlan & Hinton 1992)", argv=argv, datasets=("shift_and_sunspots",),
+                            default_dataset="shift_and_sunspots")
     return run(config.quick() if args.quick else config.full(), args.dataset, args.seed, args.out)

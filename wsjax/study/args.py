@@ -37,20 +37,22 @@ def study_folder(name: str, quick: bool) -> str:
 
 
 def parse_args(name: str, description: str, argv=None, models=(), default_dataset: str = "fashion_mnist",
-               add_arguments=None) -> argparse.Namespace:
+               add_arguments=None, datasets=None) -> argparse.Namespace:
     """The standard flags; ``--out`` defaults to :func:`default_out`, created.
 
     A user mistake ends in one line (argparse's usage and ``error:`` line, exit status 2):
     a negative ``--seed``; an empty ``--out`` (it would silently mean the committed folder)
     or one naming a file; a ``--dataset`` whose images are too small for one of ``models``
     (names of :func:`wsjax.study.model_by_name`, or a function of the parsed args returning
-    them). ``add_arguments(parser)`` adds a study's own flags.
+    them); a ``--dataset`` outside ``datasets`` (a study's own data sets; default: all of
+    :data:`wsjax.data.NAMES`), before any folder is made. ``add_arguments(parser)`` adds a
+    study's own flags.
     """
     from wsjax.study.nets import check_input
 
     p = argparse.ArgumentParser(prog=f"wsjax run {name}", description=description)
     p.add_argument("--quick", action="store_true", help="a < 1 minute smoke version")
-    p.add_argument("--dataset", default=default_dataset, choices=data.NAMES)
+    p.add_argument("--dataset", default=default_dataset, choices=tuple(datasets or data.NAMES))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output folder (default: %s)" % default_out(name, False))
     if add_arguments is not None:
