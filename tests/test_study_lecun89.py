@@ -65,11 +65,13 @@ def test_units_differ_by_every_setting_so_no_row_is_reused():
 
 
 def test_main_rejects_other_data_in_one_line(tmp_path, capsys):
+    out = tmp_path / "never_made"
     with pytest.raises(SystemExit) as e:
-        run.main(["--dataset", "fashion_mnist", "--out", str(tmp_path)])
+        run.main(["--dataset", "fashion_mnist", "--out", str(out)])
     assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "lecun89_centred" in err
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # argparse: usage, then one error line
+    assert "error:" in last and "lecun89_centred" in last and "fashion_mnist" in last
+    assert not out.exists()  # refused before any folder is made
 
 
 def _seed_rows(models, seeds, acc=0.9, slope=0.001):
