@@ -30,7 +30,7 @@ import math
 import os
 import subprocess
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -142,13 +142,3 @@ class Store:
         path = self.artifact(config, suffix)
         atomic_write(path, data)
         return path
-
-
-def table(rows: Iterable[dict], columns: Iterable[str]) -> str:
-    """A markdown table of ``rows`` (config entries and metrics by name)."""
-    columns = list(columns)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        merged = {**r.get("config", {}), **r}
-        lines.append("| " + " | ".join(str(merged.get(c, "")) for c in columns) + " |")
-    return "\n".join(lines) + "\n"

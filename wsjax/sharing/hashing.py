@@ -125,15 +125,25 @@ def hash_words(spec: HashSpec, xp=jnp):
     return _avalanche(pre), _avalanche(pre ^ _SIGN_SALT)
 
 
+def _index_and_sign(spec: HashSpec, xp):
+    """``(index, sign)`` from the raw hashes, in ``xp`` (``jax.numpy`` or ``numpy``)."""
+    ih, sh = hash_words(spec, xp)
+    index = (ih % np.uint32(spec.num_buckets)).astype(xp.int32)
+    sign = (1.0 - 2.0 * (sh >> np.uint32(31)).astype(xp.float32)).astype(xp.float32)
+    return index.reshape(spec.shape), sign.reshape(spec.shape)
+
+
+def _pack(index, sign, xp):
+    """Index and sign in one int32: ``k`` for ``+w[k]``, ``~k`` (= -k-1) for ``-w[k]``."""
+    return xp.where(sign < 0, ~index, index)
+
+
 def hash_indices_numpy(spec: HashSpec) -> tuple[np.ndarray, np.ndarray]:
     """:func:`hash_indices` computed by NumPy on the host, equal to it bit for bit (the hash
     is uint32 arithmetic, which wraps the same in both). Storage decodes with it, so a file
     with many hashed leaves costs no compilation per leaf."""
     with np.errstate(over="ignore"):
-        ih, sh = hash_words(spec, xp=np)
-        index = (ih % np.uint32(spec.num_buckets)).astype(np.int32)
-        sign = (1.0 - 2.0 * (sh >> np.uint32(31)).astype(np.float32)).astype(np.float32)
-    return index.reshape(spec.shape), sign.reshape(spec.shape)
+        return _index_and_sign(spec, np)
 
 
 def hashed_take_numpy(buckets: np.ndarray, spec: HashSpec) -> np.ndarray:
@@ -147,8 +157,7 @@ def hashed_take_numpy(buckets: np.ndarray, spec: HashSpec) -> np.ndarray:
 
 def signed_index_numpy(spec: HashSpec) -> np.ndarray:
     """:func:`signed_index` on the host."""
-    index, sign = hash_indices_numpy(spec)
-    return np.where(sign < 0, ~index, index)
+    return _pack(*hash_indices_numpy(spec), np)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -159,17 +168,13 @@ def hash_indices(spec: HashSpec) -> tuple[jax.Array, jax.Array]:
     deterministic: the same spec gives the same arrays on every backend. Jitted with the
     spec static (one compiled program per spec when called eagerly; inlined under ``jit``).
     """
-    ih, sh = hash_words(spec)
-    index = (ih % np.uint32(spec.num_buckets)).astype(jnp.int32)
-    sign = 1.0 - 2.0 * (sh >> np.uint32(31)).astype(jnp.float32)
-    return index.reshape(spec.shape), sign.reshape(spec.shape)
+    return _index_and_sign(spec, jnp)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def signed_index(spec: HashSpec) -> jax.Array:
     """Index and sign packed in one int32 array: ``k`` for ``+w[k]``, ``~k`` (= -k-1) for ``-w[k]``."""
-    index, sign = hash_indices(spec)
-    return jnp.where(sign < 0, ~index, index)
+    return _pack(*hash_indices(spec), jnp)
 
 
 def _unpack(packed):
