@@ -68,10 +68,9 @@ def run_model(model_name, train, test, out_dir):
         subset = (train[0][:n or -5000], train[1][:n or -5000])
         result = pipe.run(model, subset, val, params=dense, progress=True, label=f"{model_name} {method}: ")
         path = os.path.join(out_dir, f"{model_name}-{method.split()[0].lower()}.wsjax")
-        report = storage.save(path, result.stored)
-        loaded = storage.load(path)
-        rows.append({"model": model_name, "method": method, "test_accuracy": score(loaded),
-                     "stored_bytes": os.path.getsize(path), "seconds": time.perf_counter() - t0,
+        report, _, accuracy, stored_bytes = study.store_and_reload(result.stored, path, score)
+        rows.append({"model": model_name, "method": method, "test_accuracy": accuracy,
+                     "stored_bytes": stored_bytes, "seconds": time.perf_counter() - t0,
                      "file": os.path.relpath(path, ROOT), "codecs": sorted({r.codec for r in report.layers})})
     for r in rows:
         r["compression"] = dense_bytes / r["stored_bytes"]
