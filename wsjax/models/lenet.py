@@ -12,6 +12,8 @@ from typing import Sequence
 
 import flax.linen as nn
 
+from wsjax import nn as wnn
+
 
 class MLP(nn.Module):
     """A fully connected ReLU net on flattened inputs; ``features`` lists every layer's width.
@@ -73,7 +75,8 @@ class LeNet5(nn.Module):
     """LeNet-5, Caffe variant: conv 20@5x5, max-pool 2, conv 50@5x5, max-pool 2, fc 500, fc 10.
 
     'VALID' convolutions on 28x28 inputs: 431,080 parameters (Han et al. 2016: 1720 KB).
-    Its conv + pool stack needs images of at least :data:`LENET5_MIN_SIZE` (16) pixels a
+    The convolutions and pools are :mod:`wsjax.nn`'s (``flax.linen.Conv``'s parameters, a
+    backward pass that stays fast inside a scanned epoch on XLA:CPU). Its conv + pool stack needs images of at least :data:`LENET5_MIN_SIZE` (16) pixels a
     side: ``(16 - 4) / 2 = 6``, ``(6 - 4) / 2 = 1``; smaller ones raise ValueError.
     """
 
@@ -86,10 +89,10 @@ class LeNet5(nn.Module):
                 f"LeNet-5 needs NHWC images of at least {LENET5_MIN_SIZE}x{LENET5_MIN_SIZE} (two 5x5 "
                 f"'VALID' convolutions, each followed by a 2x2 max-pool), got input shape {tuple(x.shape)}"
             )
-        x = nn.Conv(20, (5, 5), padding="VALID", name="Conv_0")(x)
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        x = nn.Conv(50, (5, 5), padding="VALID", name="Conv_1")(x)
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = wnn.Conv(20, (5, 5), padding="VALID", name="Conv_0")(x)
+        x = wnn.max_pool_2x2(x)
+        x = wnn.Conv(50, (5, 5), padding="VALID", name="Conv_1")(x)
+        x = wnn.max_pool_2x2(x)
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(nn.Dense(500, name="Dense_0")(x))
         return nn.Dense(self.num_classes, name="Dense_1")(x)

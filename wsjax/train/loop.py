@@ -49,6 +49,7 @@ import optax
 from tqdm.auto import tqdm
 
 from wsjax import checks
+from wsjax import nn as wnn
 from wsjax.train import checkpoint as ckpt
 from wsjax.train.sharding import DataParallel
 
@@ -133,7 +134,7 @@ _count_nonfinite = jax.jit(lambda a: jnp.sum(~jnp.isfinite(a)))
 
 def evaluate(eval_fn, theta, x, y, batch_size: int = 1000, *, _jitted=None) -> dict:
     """Mean of ``eval_fn(theta, xb, yb)`` over all examples, batched on the device."""
-    fn = _jitted or jax.jit(eval_fn)
+    fn = _jitted or jax.jit(eval_fn, compiler_options=wnn.compiler_options())
     n = len(x)
     totals, count = None, 0
     for start in range(0, n, batch_size):
@@ -302,7 +303,8 @@ def fit(
             theta, opt_state, start_epoch, history = restored
 
     step = _make_step(loss_fn, optimizer, dp, skip_nonfinite=on_nonfinite == "skip")
-    jstep = jax.jit(step, donate_argnums=(0, 1))
+    options = wnn.compiler_options()  # XLA:CPU: convolutions on Eigen, not YNNPACK (wsjax.nn)
+    jstep = jax.jit(step, donate_argnums=(0, 1), compiler_options=options)
     chunk = min(scan_chunk, num_batches)
 
     def scan_chunk_fn(theta, opt_state, x, y, idx_chunk):
@@ -314,8 +316,8 @@ def fit(
         (theta, opt_state), losses = jax.lax.scan(body, (theta, opt_state), idx_chunk)
         return theta, opt_state, losses.sum(), losses
 
-    jscan = jax.jit(scan_chunk_fn, donate_argnums=(0, 1))
-    jeval = jax.jit(eval_fn) if eval_fn is not None else None
+    jscan = jax.jit(scan_chunk_fn, donate_argnums=(0, 1), compiler_options=options)
+    jeval = jax.jit(eval_fn, compiler_options=options) if eval_fn is not None else None
     base_key = jax.random.key(seed)
 
     def batches_for(epoch):
