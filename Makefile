@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 FMNIST := /usr/share/datasets/fashion-mnist
 DEMO ?= experiments/demo.py
 
-.PHONY: demo test bench data clean
+.PHONY: demo test bench data device-data clean
 
 demo: $(VENV)/.installed data
 	$(PY) $(DEMO)
@@ -19,6 +19,10 @@ test: $(VENV)/.installed-test data
 
 bench: $(VENV)/.installed-bench data
 	for b in benchmarks/[a-z]*.py; do m=$$(basename $$b .py); echo "== $$m"; $(PY) -m benchmarks.$$m || exit 1; done
+
+# The data benchmarks/device.sh reads on a GPU machine (carry .data there; git ignores it).
+device-data: data
+	mkdir -p .data/fashion_mnist && cp $(FMNIST)/*-ubyte* .data/fashion_mnist/
 
 # Fashion-MNIST from Debian's dataset-fashion-mnist (offline mirror of the IDX files).
 data:

@@ -14,13 +14,16 @@ import time
 import jax
 import jax.numpy as jnp
 
+from wsjax import nn as wnn
+
 _FORWARD = {}
 
 
 def forward(model):
     """The jitted ``(params, x) -> logits`` of ``model`` (one per model, compiled once per shape)."""
     if model not in _FORWARD:
-        _FORWARD[model] = jax.jit(lambda p, xb: model.apply({"params": p}, xb))
+        _FORWARD[model] = jax.jit(lambda p, xb: model.apply({"params": p}, xb),
+                                  compiler_options=wnn.compiler_options())
     return _FORWARD[model]
 
 

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from wsjax import nn as wnn
+
 LOSSES = ("bce", "mse")
 
 
@@ -103,7 +105,7 @@ def lane_trainer(loss: Callable, init: Callable[[jax.Array], Any],
         return params, switch_on, probe(state[0])
 
     per_setting = jax.vmap(train_one, in_axes=(None, 0, None, None, None))
-    return jax.jit(jax.vmap(per_setting, in_axes=(0, None, 0, 0, 0)))
+    return jax.jit(jax.vmap(per_setting, in_axes=(0, None, 0, 0, 0)), compiler_options=wnn.compiler_options())
 
 
 def lane(tree: Any, seed_index: int, setting_index: int) -> Any:
