@@ -114,7 +114,7 @@ def test_smoke_run_writes_rows_files_and_report_and_resumes(study_dir, monkeypat
     bits = next(r for r in rows if r["config"]["kind"] == "bits")
     assert bits["stored_bytes"] < stages["pruned+quantized+huffman"]["stored_bytes"]  # 4 fc bits < Han's 5
     md = open(os.path.join(out, "results.md")).read()
-    for section in ("## Targets", "## Sweep", "## Per-layer storage", "## Centroid initialisation",
+    for section in ("## Targets", "## Across seeds", "## Sweep", "## Per-layer storage", "## Centroid initialisation",
                     "## Fewer bits", "## Structured neuron pruning"):
         assert section in md
     for name in ("results.json", "deep_compression.png"):
@@ -124,3 +124,15 @@ def test_smoke_run_writes_rows_files_and_report_and_resumes(study_dir, monkeypat
     _no_training(monkeypatch)
     again = run.run(cfg, "fashion_mnist", 0, out)
     assert [(r["key"], r["written"]) for r in again] == [(r["key"], r["written"]) for r in rows]
+
+
+def test_the_across_seeds_table_gives_mean_and_sample_std():
+    report = discover.load("deep_compression", "report")
+    row = lambda scale, ratio, drop: {"model": "lenet5", "scale": scale, "compression": ratio,  # noqa: E731
+                                      "drop_points": drop}
+    md = report.seeds_md({0: [row(2.0, 20.0, 0.4), row(1.0, 35.0, 1.2)],
+                          1: [row(2.0, 22.0, 0.2), row(1.0, 37.0, 1.4)], 2: [row(1.0, 36.0, 0.9)]})
+    line = next(ln for ln in md.splitlines() if ln.startswith("| lenet5"))
+    # Han's sparsity over 3 seeds: 36 +- 1; within 0.5 points: seeds 0 and 1 only, 21 +- 1.41
+    assert line == "| lenet5 | 3 | 36.0 +- 1.0x | 1.17 +- 0.25 | 21.0 +- 1.4x (2 seeds) | 0.30 +- 0.14 |", line
+    assert "lenet300100" not in md

@@ -37,6 +37,8 @@ HAN_FC_BITS, HAN_CONV_BITS = 5, 8
 class Config:
     models: tuple[str, ...] = ("lenet300100", "lenet5")
     quick: bool = False
+    #: the seeds the report gathers from the store (each run adds its own ``--seed``)
+    seeds: tuple[int, ...] = (0, 1, 2)
     #: overrides of the pruning recipe and data (:func:`wsjax.study.pruned_nets.pruned_config`)
     prune: dict = dataclasses.field(default_factory=dict)
     quant: dict = dataclasses.field(default_factory=lambda: QUANT_FULL)

@@ -85,6 +85,31 @@ def targets_md(stages, sweep) -> str:
     return "\n".join(md)
 
 
+def seeds_md(by_seed: dict) -> str:
+    """Per model and seed (``{seed: sweep rows}``, the seeds whose trajectory is finished):
+    the ratio and drop at Han's sparsity and the best ratio within the budget, then their
+    mean +- sample std over the seeds."""
+    md = ["## Across seeds\n", "Each seed has its own dense net, pruning trajectory and files; the interval is "
+          f"mean +- sample std over the seeds done. Budget: a drop of at most {BUDGET:g} points.\n",
+          "| model | seeds | Han sparsity: ratio | drop (pts) | best ratio within budget | its drop (pts) |",
+          "|---|---|---|---|---|---|"]
+    for model in PAPER:
+        han, best = [], []
+        for seed, sweep in sorted(by_seed.items()):
+            pts = [r for r in sweep if r["model"] == model]
+            han += [r for r in pts if r["scale"] == 1.0][:1]
+            ok = [r for r in pts if r["drop_points"] <= BUDGET]
+            best += [max(ok, key=lambda r: r["compression"])] if ok else []
+        if not han:
+            continue
+        cell = lambda rs, k, f: "{:{f}} +- {:{f}}".format(*study.mean_std([r[k] for r in rs]), f=f)  # noqa: E731
+        within = (f"{cell(best, 'compression', '.1f')}x ({len(best)} seeds) | {cell(best, 'drop_points', '.2f')}"
+                  if best else "none | -")
+        md.append(f"| {model} | {len(han)} | {cell(han, 'compression', '.1f')}x | {cell(han, 'drop_points', '.2f')} "
+                  f"| {within} |")
+    return "\n".join(md) + "\n"
+
+
 def sweep_md(sweep) -> str:
     bits = sorted({(r["conv_bits"], r["fc_bits"]) for r in sweep})
     bits_s = ", ".join(f"{c}-bit conv / {f}-bit fc" for c, f in bits)
@@ -211,9 +236,9 @@ def plot(stages, sweep, inits, path: str, dataset: str) -> None:
     plt.close(fig)
 
 
-def write(rows: list[dict], cfg, out: str, dataset: str) -> str:
+def write(rows: list[dict], cfg, out: str, dataset: str, by_seed: dict | None = None) -> str:
     stages, sweep, inits = stage_rows(rows), _kind(rows, "sweep"), _kind(rows, "init")
-    md = [targets_md(stages, sweep), sweep_md(sweep), layers_md(sweep), init_md(inits),
+    md = [targets_md(stages, sweep), seeds_md(by_seed) if by_seed else "", sweep_md(sweep), layers_md(sweep), init_md(inits),
           bits_md(_kind(rows, "bits"), sweep), neurons_md(_kind(rows, "neurons"), _kind(rows, "neuron_timing"), stages)]
     if cfg.quick:
         md.append("\n(quick run: Han's sparsity only, pruned in one step with 1 epoch of retraining, LeNet-5 retrained "

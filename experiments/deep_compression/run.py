@@ -148,8 +148,20 @@ def run(cfg: config.Config, dataset: str, seed: int, out: str) -> list[dict]:
         rows += units([cfg.timing(dataset, seed)], s.timing)
     rows = [s.store.get(cfg.level(m, dataset, seed, scale))
             for m in cfg.models for scale in cfg.levels(m, dataset, seed)] + rows
-    print(report.write(rows, cfg, out, dataset))
+    print(report.write(rows, cfg, out, dataset, by_seed=seeds_done(s.store, cfg, dataset, seed, rows)))
     return rows
+
+
+def seeds_done(store: Store, cfg: config.Config, dataset: str, seed: int, rows: list[dict]) -> dict:
+    """``{seed: flat sweep rows}`` for this run's seed and every other of ``cfg.seeds``
+    whose sweep is complete in the store (``wsjax run deep_compression --seed N`` adds one)."""
+    out = {seed: [pn.flat(r) for r in rows if r["config"]["kind"] == "sweep"]}
+    for other in cfg.seeds:
+        if other != seed:
+            got = [store.get(c) for m in cfg.models for c in cfg.sweep(m, dataset, other)]
+            if got and all(got):
+                out[other] = [pn.flat(r) for r in got]
+    return out
 
 
 def main(argv=None) -> list[dict]:
