@@ -451,3 +451,128 @@ def test_sparse_raw_stores_a_pruned_unquantized_layer_as_gaps_and_raw_floats(tmp
     for cut in (len(data) // 3, len(data) // 2, len(data) - 9):
         with pytest.raises(storage.StorageError):
             storage.decode(data[:cut])
+
+
+# ----------------------------------------------------------------------------- pinned bytes
+
+
+def pseudo_uniform(n: int, salt: int) -> np.ndarray:
+    """``n`` floats in [0, 1) from a fixed integer hash (splitmix64) of ``arange(n) + salt``:
+    the same on every NumPy, unlike a random generator's stream."""
+    x = (np.arange(n, dtype=np.uint64) + np.uint64(salt)) * np.uint64(0x9E3779B97F4A7C15)
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)).astype(np.float64) / 2.0**53
+
+
+def pinned_layer(shape, density, n_clusters, skew, salt, dtype=np.float32):
+    """A pruned, quantized layer: ``n_clusters`` values, cluster ``c`` drawn with a skewed
+    probability (``skew`` > 1 favours the first clusters), ~``density`` of it kept."""
+    n = int(np.prod(shape))
+    values = ((np.arange(n_clusters) - n_clusters / 2 + 0.5) * (0.4 / n_clusters)).astype(dtype)
+    cluster = np.minimum((pseudo_uniform(n, salt) ** skew * n_clusters).astype(np.int64),
+                         n_clusters - 1)
+    keep = pseudo_uniform(n, salt + 1) < density
+    return np.where(keep, values[cluster], np.zeros((), dtype)).reshape(shape)
+
+
+def pinned_bias(n, salt, dtype=np.float32):
+    return ((pseudo_uniform(n, salt) - 0.5) * 0.02).astype(dtype)
+
+
+def pinned_files() -> dict:
+    """``{name: (tree, encode options)}``: Deep Compression LeNets at Han's sparsities and
+    bits, per-layer options, every encoding and dtype, and a layer long enough for its
+    Huffman streams to span several decoding segments."""
+    lenet5 = {
+        "Conv_0": {"kernel": pinned_layer((5, 5, 1, 20), 0.66, 256, 1.5, 10), "bias": pinned_bias(20, 11)},
+        "Conv_1": {"kernel": pinned_layer((5, 5, 20, 50), 0.12, 256, 2.0, 20), "bias": pinned_bias(50, 21)},
+        "Dense_0": {"kernel": pinned_layer((800, 500), 0.08, 32, 2.5, 30), "bias": pinned_bias(500, 31)},
+        "Dense_1": {"kernel": pinned_layer((500, 10), 0.19, 32, 1.2, 40), "bias": pinned_bias(10, 41)},
+    }
+    lenet300 = {
+        "Dense_0": {"kernel": pinned_layer((784, 300), 0.08, 64, 3.0, 50), "bias": pinned_bias(300, 51)},
+        "Dense_1": {"kernel": pinned_layer((300, 100), 0.09, 64, 1.0, 60), "bias": pinned_bias(100, 61)},
+        "Dense_2": {"kernel": pinned_layer((100, 10), 0.26, 64, 0.7, 70), "bias": pinned_bias(10, 71)},
+    }
+    unquantized = (pseudo_uniform(300 * 200, 80) - 0.5).astype(np.float32).reshape(300, 200)
+    unquantized[pseudo_uniform(300 * 200, 81).reshape(300, 200) > 0.1] = 0.0
+    dtypes_tree = {
+        "f16": pinned_layer((40, 30), 0.5, 16, 1.0, 90, np.float16),
+        "bf16": pinned_layer((30, 40), 0.3, 7, 2.0, 91, ml_dtypes.bfloat16),
+        "f64": pinned_layer((20, 20), 0.9, 200, 1.0, 92, np.float64),
+        "i8": (pseudo_uniform(60, 93).reshape(6, 10) * 5).astype(np.int8),
+        "scalar": np.float32(1.25),
+    }
+    return {
+        "lenet5": (lenet5, {}),
+        "lenet300": (lenet300, {}),
+        "lenet300 index_bits=3": (lenet300, {"index_bits": 3}),
+        "lenet5 per-layer": (lenet5, {"index_bits": {"Conv": 4, "Dense_0": 8},
+                                      "encoding": {"Conv_0": "dense_codebook",
+                                                   "Dense_1": "sparse_raw"}}),
+        "lenet5 dense_codebook": (lenet5, {"encoding": {"kernel": "dense_codebook"}}),
+        "lenet5 raw": (lenet5, {"encoding": "raw"}),
+        "pruned floats": ({"w": unquantized}, {}),
+        "dtypes": (dtypes_tree, {}),
+        "long streams": ({"w": pinned_layer((1500, 1000), 0.4, 256, 4.0, 100)}, {}),
+        "long sparse streams": ({"w": pinned_layer((2000, 1000), 0.05, 20, 1.5, 110)},
+                                {"index_bits": 2}),
+    }
+
+
+# sha256 of each file, written by the encoder before its vectorised rewrite (issue 15):
+# a format change shows up here, and must come with a new file version.
+PINNED_SHA256 = {
+    'lenet5': "74fa72de357726c4ebd775d1ac9e32a3aab489816fb77d1b5ef637b2147133ed",
+    'lenet300': "62af655a91e0b8f636133d481bd41d6f97f9edf96ee2cae2b675102844a87fbe",
+    'lenet300 index_bits=3': "5e15d1a73f9f0afad64e171ac5eee09d0b0c033a488fada371a4566cc690a1b3",
+    'lenet5 per-layer': "568663cbd5bd864019c3acd72d95dc9f3e0296014a3d248f18d7a1905fdce3ab",
+    'lenet5 dense_codebook': "74ac42b546600aaa4c5a910c28960ef15c3bfbccb3fac7fe3e34f0a5eb23ccb1",
+    'lenet5 raw': "c4f292eeaf13ea48389c140c9397f49693b1990ec9b505d64d7012ba298705a7",
+    'pruned floats': "3f95629db30398e902f5a13857d16c086bf5a98a3b24756bc4119aaaf2174f76",
+    'dtypes': "7bd931e5e7bd161fd586417af7a8b7cc1d4f59bc4671efb1fe22ae261abe493b",
+    'long streams': "46d3ccb4bdb270ac1f0f7acb7399f5db32035bf0b47b2f53caeb12ff0f51fc38",
+    'long sparse streams': "9c6dcaf6a694d3ab025bdb264359e38238fe45e3fc7eaaeef26afe261194b9ee",
+}
+
+
+def test_file_bytes_are_pinned():
+    import hashlib
+
+    for name, (tree, options) in pinned_files().items():
+        data = storage.encode(tree, **options)
+        assert hashlib.sha256(data).hexdigest() == PINNED_SHA256[name], name
+        assert_bit_exact(tree, storage.decode(data))
+
+
+@FAST
+@given(seed=st.integers(0, 2**32 - 1), shape=st.lists(st.integers(1, 60), min_size=2, max_size=3),
+       density=st.one_of(st.just(0.0), st.just(1.0), st.floats(0.0, 1.0)),
+       n_clusters=st.integers(1, 300), index_bits=st.integers(1, 16),
+       dtype=st.sampled_from([np.float32, np.float16, np.float64]))
+def test_auto_plans_every_candidate_exactly_and_writes_only_the_smallest(
+        seed, shape, density, n_clusters, index_bits, dtype):
+    """'auto' sizes each candidate from the leaf's counts without writing it: each planned
+    size is the length of the payload it would write, and the record is the smallest (the
+    first of equal ones) of all of them written out."""
+    from wsjax.storage import dtypes, layers
+
+    rng = np.random.default_rng(seed)
+    weights = quantized(rng, tuple(shape), density, n_clusters, dtype)
+    leaf = layers._Leaf(dtypes.to_patterns(weights))
+    raw_bits = leaf.best_raw_index_bits()
+    planned = {("raw", index_bits): leaf.raw_size(),
+               ("sparse_raw", raw_bits): leaf.sparse_raw_size(raw_bits)}
+    if leaf.codebook().size <= 256:
+        planned = {("sparse", index_bits): leaf.sparse_size(index_bits),
+                   ("dense_codebook", index_bits): leaf.dense_codebook_size(), **planned}
+    written = {key: layers._Leaf(dtypes.to_patterns(weights)).payload(*key) for key in planned}
+    assert {k: len(v) for k, v in written.items()} == planned
+    record = layers.encode_layer("w", weights, "auto", index_bits)
+    best = min(planned, key=planned.get)
+    assert record.endswith(written[best])
+    assert len(record) == len(layers.encode_layer("w", weights, best[0], best[1]))

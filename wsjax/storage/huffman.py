@@ -6,22 +6,49 @@ plus one, shifted left when the length grows -- so a file stores only the length
 
 Lengths come from the package-merge algorithm, which gives an optimal prefix code under a
 maximum codeword length (here :data:`MAX_CODE_LENGTH` bits). When the limit does not bind
-its total cost equals Huffman's. Decoding is table driven: the ``max_length``-bit window
-starting at *every* bit position is looked up at once with NumPy, which gives the symbol and
-length of the codeword that would start there, and pointer doubling over those jumps picks
-out the positions where codewords really start -- no Python loop over symbols.
+its total cost equals Huffman's. It runs on arrays: each round's stable merge of the leaves
+and the packages is two ``searchsorted`` calls, and a symbol's length is the number of
+rounds whose selected prefix holds it, counted back from the last round.
+
+Decoding is table driven and vectorised. The ``max_length``-bit window at every bit
+position is computed at once (a ``uint16`` array), and a lookup table gives the symbol and
+length of the codeword that would start there. The positions where codewords really start
+-- those reachable from bit 0 -- are then found by *speculative lanes*: the stream is cut
+into chunks of about 32 codewords, one lane per chunk starts at the chunk's first bit (a
+guess) and walks codeword by codeword in lockstep with all the others (three NumPy calls a
+step for all lanes) until it leaves its chunk, and then on until it lands on a position the
+lane of the chunk it is in visited. From there the two paths are the same (the code is a
+prefix code: the walk from a position is determined by the position), so the true parse is
+lane 0's positions up to that meeting point, then the meeting lane's, and so on. Prefix
+codes resynchronise within a few codewords, so the lanes do a few tens of percent more work
+than there are symbols, with one NumPy step per codeword of a chunk rather than one Python
+step per symbol.
+
+A code whose codewords are nearly all of one length resynchronises slowly (one of equal
+lengths never does). Such a code -- most of its Kraft sum on one length -- and any stream
+whose lanes are still apart after :data:`_MAX_EXTENSION` steps is decoded by *offset
+lanes*: one lane at each of a chunk's first ``max_length`` bits, one of which is where the
+true path enters the chunk, so the parse is a chain of lanes, exact without any meeting
+(``max_length`` times the work). Short segments (and invalid codewords, where a lane
+stops) are decoded by pointer doubling over the position after each bit's codeword. All
+three give the same answer; temporaries stay small (large ones cost page faults on every
+call).
 
 References: Huffman, `A Method for the Construction of Minimum-Redundancy Codes
 <https://doi.org/10.1109/JRPROC.1952.273898>`_, 1952. Larmore & Hirschberg, `A fast
 algorithm for optimal length-limited Huffman codes <https://doi.org/10.1145/79147.79150>`_,
-1990. Han, Mao & Dally, `Deep Compression <https://arxiv.org/abs/1510.00149>`_, 2016
-(Huffman coding of cluster indices and sparse-index gaps).
+1990. Klein & Wiseman, `Parallel Huffman decoding with applications to JPEG files
+<https://doi.org/10.1093/comjnl/46.5.487>`_, 2003 (self-synchronisation of Huffman codes,
+speculative parallel decoding). Han, Mao & Dally, `Deep Compression
+<https://arxiv.org/abs/1510.00149>`_, 2016 (Huffman coding of cluster indices and
+sparse-index gaps).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from wsjax.storage import bits
 from wsjax.storage.errors import StorageError
 
 MAX_CODE_LENGTH = 16
@@ -50,22 +77,41 @@ def code_lengths(frequencies, max_length: int = MAX_CODE_LENGTH) -> np.ndarray:
         return lengths
     if used.size > 1 << max_length:
         raise ValueError(f"{used.size} symbols cannot be coded in at most {max_length} bits")
-    # Package-merge: an item is (weight, node); a node is a symbol (int) or a pair of nodes.
-    leaves = sorted(((int(freqs[s]), int(s)) for s in used), key=lambda item: item[0])
-    items = leaves
+    # Package-merge. The leaves, sorted stably by weight (ties by symbol), are list 1; list
+    # j + 1 is the stable merge (a leaf before a package of equal weight) of the leaves with
+    # the packages of list j (the sums of its consecutive pairs, already sorted).
+    n = used.size
+    order = used[np.argsort(freqs[used], kind="stable")]
+    leaf_w = freqs[order].astype(np.int64)
+    leaf_rank = np.arange(n)
+    items = leaf_w
+    leaf_flags = []  # per round: which items of its merged list are leaves
     for _ in range(max_length - 1):
-        packages = [
-            (a[0] + b[0], (a[1], b[1])) for a, b in zip(items[0::2], items[1::2])
-        ]
-        items = sorted(leaves + packages, key=lambda item: item[0])  # stable: leaves first
-    # Each appearance of a symbol among the 2n - 2 cheapest items adds one bit to its length.
-    stack = [node for _, node in items[: 2 * (used.size - 1)]]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, int):
-            lengths[node] += 1
-        else:
-            stack.extend(node)
+        half = items.size // 2
+        packages = items[0 : 2 * half : 2] + items[1 : 2 * half : 2]
+        at_leaf = leaf_rank + np.searchsorted(packages, leaf_w, side="left")
+        at_package = np.arange(half) + np.searchsorted(leaf_w, packages, side="right")
+        items = np.empty(n + half, dtype=np.int64)
+        items[at_leaf] = leaf_w
+        items[at_package] = packages
+        is_leaf = np.zeros(n + half, dtype=bool)
+        is_leaf[at_leaf] = True
+        leaf_flags.append(is_leaf)
+    # The 2n - 2 cheapest items of the last list: each appearance of a leaf in them, or in
+    # the items of list j - 1 that the packages among them are made of, adds one bit.
+    # Those leaves are always the cheapest ones (a prefix of the sorted leaves).
+    per_rank = np.zeros(n + 1, dtype=np.int64)  # a difference array over leaf ranks
+    take = 2 * (n - 1)
+    for is_leaf in reversed(leaf_flags):
+        take = min(take, is_leaf.size)
+        n_leaves = int(np.count_nonzero(is_leaf[:take]))
+        per_rank[0] += 1
+        per_rank[n_leaves] -= 1
+        take = 2 * (take - n_leaves)
+    take = min(take, n)
+    per_rank[0] += 1
+    per_rank[take] -= 1
+    lengths[order] = np.cumsum(per_rank[:n])
     return lengths
 
 
@@ -91,19 +137,38 @@ def validate_lengths(lengths, max_length: int = MAX_CODE_LENGTH) -> np.ndarray:
     return lengths
 
 
+def _canonical_order(lengths: np.ndarray) -> np.ndarray:
+    """The coded symbols in canonical order: by length, then by symbol."""
+    order = np.lexsort((np.arange(lengths.size), lengths))
+    return order[lengths[order] > 0]
+
+
 def canonical_codes(lengths) -> np.ndarray:
-    """Canonical codewords (int64) for ``lengths``; 0 where a symbol has no code."""
+    """Canonical codewords (int64) for ``lengths``; 0 where a symbol has no code.
+
+    In canonical order each codeword, left-aligned to the longest length, is the sum of
+    ``2**(longest - length)`` over the codewords before it (that is what "the previous one
+    plus one, shifted left when the length grows" adds up to), so one cumulative sum gives
+    them all.
+    """
     lengths = np.asarray(lengths, dtype=np.int64)
     codes = np.zeros(lengths.size, dtype=np.int64)
-    order = np.lexsort((np.arange(lengths.size), lengths))
-    order = order[lengths[order] > 0]
-    code, previous = 0, 0
-    for symbol in order.tolist():
-        length = int(lengths[symbol])
-        code <<= length - previous
-        codes[symbol] = code
-        code += 1
-        previous = length
+    order = _canonical_order(lengths)
+    if order.size == 0:
+        return codes
+    longest = int(lengths[order[-1]])
+    if longest > 40 or order.size > 1 << 20:  # keep the sums well inside int64
+        code, previous = 0, 0
+        for symbol in order.tolist():
+            length = int(lengths[symbol])
+            code <<= length - previous
+            codes[symbol] = code
+            code += 1
+            previous = length
+        return codes
+    spans = np.left_shift(np.int64(1), longest - lengths[order])
+    aligned = np.cumsum(spans) - spans
+    codes[order] = aligned >> (longest - lengths[order])
     return codes
 
 
@@ -126,18 +191,189 @@ def encode(symbols, lengths) -> tuple[bytes, int]:
     symbol_lengths = lengths[symbols]
     if (symbol_lengths == 0).any():
         raise ValueError("symbol without a codeword (frequency 0 when the code was built)")
-    symbol_codes = canonical_codes(lengths)[symbols]
-    starts = np.cumsum(symbol_lengths) - symbol_lengths
-    n_bits = int(symbol_lengths.sum())
-    bits = np.zeros(n_bits, dtype=np.uint8)
-    for j in range(int(symbol_lengths.max())):
-        has_bit = symbol_lengths > j
-        shift = symbol_lengths[has_bit] - 1 - j
-        bits[starts[has_bit] + j] = (symbol_codes[has_bit] >> shift) & 1
-    return np.packbits(bits).tobytes(), n_bits
+    if int(symbol_lengths.max()) > 32:
+        raise ValueError("codewords longer than 32 bits")
+    return bits.pack_fields(canonical_codes(lengths)[symbols], symbol_lengths)
 
 
-_SEGMENT_BITS = 1 << 20  # bits decoded at a time (bounds the temporaries to tens of MB)
+# ----------------------------------------------------------------------------- decoding
+
+_SEGMENT_BITS = 1 << 20  # bits decoded at a time (bounds the temporaries to a few MB)
+_LANE_SYMBOLS = 32  # codewords per speculative lane's chunk (NumPy steps of the walk)
+_DOUBLING_BITS = 4096  # segments up to this long are decoded by pointer doubling (faster)
+_MAX_EXTENSION = 256  # steps a lane may walk past its chunk to meet another lane's path
+_OFFSET_LANE_SYMBOLS = 32  # codewords per chunk of offset lanes
+_SLOW_SYNC_MASS = 0.8  # offset lanes for codes whose commonest length has this Kraft mass,
+_SLOW_SYNC_MASS_SHORT = 0.65  # or this much with codewords of at most 8 bits
+
+
+def _tables(lengths: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``max_length``-bit window -> (symbol, length) of its leading codeword (length 0:
+    no codeword starts so), plus one entry past them, the *stop* window (length 0). In
+    canonical order the codewords' ranges of windows tile the table from 0 up, so the table
+    is one ``np.repeat``."""
+    order = _canonical_order(lengths)
+    spans = np.left_shift(np.int64(1), max_length - lengths[order])
+    size = (1 << max_length) + 1
+    table_symbol = np.zeros(size, dtype=np.int32)
+    table_length = np.zeros(size, dtype=np.int64)
+    covered = int(spans.sum())  # all of it for a complete code, half for a 1-symbol one
+    table_symbol[:covered] = np.repeat(order.astype(np.int32), spans)
+    table_length[:covered] = np.repeat(lengths[order], spans)
+    return table_symbol, table_length
+
+
+def _windows(padded: np.ndarray, start: int, size: int, max_length: int) -> np.ndarray:
+    """The ``max_length``-bit window at each of the ``size`` bits from bit ``start`` of the
+    zero-padded bytes ``padded``, followed by ``max_length + 1`` stop windows (a walk that
+    reaches or jumps past the segment's end stays there)."""
+    first, skip = start >> 3, start & 7
+    n_bytes = (skip + size + 7) >> 3
+    octets = padded[first : first + n_bytes + 2].astype(np.uint32)
+    triples = (octets[:-2] << 16) | (octets[1:-1] << 8) | octets[2:]  # the window's bytes
+    stop = 1 << max_length
+    windows = np.empty(n_bytes * 8 + max_length + 1, np.uint16 if stop <= 1 << 15 else np.uint32)
+    grid = windows[: n_bytes * 8].reshape(n_bytes, 8)
+    for offset in range(8):  # the windows at bit ``offset`` of each byte (faster than broadcasting)
+        np.bitwise_and(triples >> (24 - max_length - offset), stop - 1, out=grid[:, offset],
+                       casting="unsafe")
+    windows = windows[skip:]
+    windows[size:] = stop
+    return windows
+
+
+def _lane_starts(windows: np.ndarray, table_length: np.ndarray, size: int,
+                 chunk: int) -> np.ndarray | None:
+    """The codeword starts reachable from local bit 0 (those below ``size``, in order), by
+    speculative lanes of ``chunk`` bits each (see the module docstring); ``None`` if a lane
+    on the true path did not meet another lane's path, or stopped at an invalid codeword."""
+    n_lanes = -(-size // chunk)
+    lane_start = np.arange(n_lanes, dtype=np.int64) * chunk
+    lane_end = np.minimum(lane_start + chunk, size)
+    p = lane_start
+    rows = [p]
+    while True:  # every lane walks until it has left its own chunk
+        for _ in range(8):
+            p = p + table_length[windows[p]]
+            rows.append(p)
+        if (p >= lane_end).all():
+            break
+        if ((p == rows[-2]) & (p < lane_end)).any():  # stuck on an invalid codeword
+            return None
+    walked = np.stack(rows, axis=1)  # (lanes, steps): lane k's path along row k
+    n_steps = walked.shape[1]
+    past = walked >= lane_end[:, None]
+    visited = np.zeros(windows.size, dtype=bool)  # positions lanes visited in their own chunk
+    visited[walked[~past]] = True
+    # A lane meets another's path at the first position past its own chunk that the lane
+    # of that chunk visited, or it stops at or past the segment's end.
+    meets = visited[walked]
+    meets |= walked >= size
+    meets &= past
+    met = meets.any(axis=1)
+    meet_step = np.where(met, meets.argmax(axis=1), n_steps)
+    meet_at = walked[np.arange(n_lanes), np.minimum(meet_step, n_steps - 1)]
+    del meets, past
+    late = np.flatnonzero(~met)
+    if late.size and _MAX_EXTENSION > 0:  # the lanes still apart walk on, most a few steps
+        q, more, ahead = p[late], [], np.zeros(late.size, dtype=bool)
+        while len(more) < _MAX_EXTENSION:
+            for _ in range(8):
+                q = q + table_length[windows[q]]
+                more.append(q)
+            block = np.stack(more[-8:], axis=1)
+            ahead |= (visited[block] | (block >= size)).any(axis=1)
+            if ahead.all():
+                break
+        more = np.stack(more, axis=1)
+        hits = visited[more] | (more >= size)
+        hit = hits.any(axis=1)
+        first = np.where(hit, hits.argmax(axis=1), more.shape[1])
+        met[late] = hit
+        meet_at[late[hit]] = more[hit, first[hit]]
+    # The true path: lane 0 from bit 0, then the lane whose chunk holds the meeting point.
+    next_lane = np.where(meet_at < size, meet_at // chunk, n_lanes)
+    if met.all() and np.array_equal(next_lane, np.arange(1, n_lanes + 1)):
+        path = np.arange(n_lanes)  # the usual case: each lane meets the next one
+    else:  # some lane met one further on: follow them by pointer doubling
+        path = _doubling_starts(np.append(next_lane, n_lanes), n_lanes, n_lanes)
+        if not met[path].all():
+            return None
+    entry = np.zeros(path.size, dtype=np.int64)
+    entry[1:] = meet_at[path[:-1]]
+    mine = walked[path] if path.size < n_lanes else walked
+    keep = mine >= entry[:, None]
+    keep &= np.arange(n_steps) < meet_step[path, None]
+    starts = mine[keep]
+    if late.size and _MAX_EXTENSION > 0:  # the late lanes' steps on the path before they met
+        on_path = np.zeros(n_lanes, dtype=bool)
+        on_path[path] = True
+        mine = on_path[late]
+        extra = more[mine][np.arange(more.shape[1]) < first[mine, None]]
+        if extra.size:  # into their places among the others (all distinct)
+            extra.sort()
+            starts = np.insert(starts, np.searchsorted(starts, extra), extra)
+    return starts
+
+
+def _offset_starts(windows: np.ndarray, table_length: np.ndarray, size: int, chunk: int,
+                   max_length: int) -> np.ndarray | None:
+    """The codeword starts reachable from local bit 0 (those below ``size``, in order), by
+    *offset lanes*: each chunk of ``chunk`` bits (at least ``max_length``) gets a lane at
+    each of its first ``max_length`` bits. The true path enters a chunk at one of them (no
+    codeword is longer), so it is the chain of lanes each entering the next chunk where the
+    next lane starts: exact, with no waiting for lanes to get in step -- for codes slow to
+    resynchronise (nearly equal codeword lengths), at ``max_length`` lanes a chunk. ``None``
+    if a lane stopped at an invalid codeword."""
+    chunk = max(chunk, max_length)
+    n_chunks = -(-size // chunk)
+    n_lanes = n_chunks * max_length
+    home = np.arange(n_lanes, dtype=np.int64) // max_length  # each lane's chunk
+    lane_end = np.minimum((home + 1) * chunk, size)
+    p = np.minimum(home * chunk + np.arange(n_lanes, dtype=np.int64) % max_length, size)
+    rows = [p]
+    while True:  # every lane walks until it has left its own chunk
+        for _ in range(8):
+            p = p + table_length[windows[p]]
+            rows.append(p)
+        if (p >= lane_end).all():
+            break
+        if ((p == rows[-2]) & (p < lane_end)).any():  # stuck on an invalid codeword
+            return None
+    walked = np.stack(rows, axis=1)  # (lanes, steps)
+    past = walked >= lane_end[:, None]
+    exit_at = walked[np.arange(n_lanes), past.argmax(axis=1)]
+    # The lane a lane hands over to: the next chunk's lane at its exit's offset.
+    next_lane = np.where(exit_at < size, (home + 1) * max_length + exit_at - lane_end, n_lanes)
+    path = _doubling_starts(np.append(next_lane, n_lanes), n_lanes, n_lanes)
+    return walked[path][~past[path]]
+
+
+def _jumps(windows: np.ndarray, table_length: np.ndarray, size: int, room: int) -> np.ndarray:
+    """Local bit -> local bit after its codeword: ``size`` for a codeword that ends at or
+    after the segment's end, ``size + 1`` for an invalid codeword or one past the data (which
+    ends at local bit ``room``); the two are absorbing."""
+    step = table_length[windows[:size]]
+    jump = np.empty(size + 2, dtype=np.int64)
+    np.add(np.arange(size, dtype=np.int64), step, out=jump[:size])
+    bad = (step == 0) | (jump[:size] > room)
+    np.minimum(jump[:size], size, out=jump[:size])
+    jump[:size][bad] = size + 1
+    jump[size], jump[size + 1] = size, size + 1
+    return jump
+
+
+def _doubling_starts(jump: np.ndarray, size: int, want: int) -> np.ndarray:
+    """The first ``want`` codeword starts reachable from local bit 0 by pointer doubling:
+    if ``starts`` holds the first 2**k starts and ``leap`` is ``jump`` applied 2**k times,
+    ``leap[starts]`` are the next 2**k starts."""
+    starts = np.zeros(1, dtype=np.int64)
+    leap = jump
+    while starts.size < want and starts[-1] < size:
+        starts = np.concatenate([starts, leap[starts]])
+        if starts.size < want and starts[-1] < size:
+            leap = leap[leap]
+    return starts[starts < size][:want]
 
 
 def decode(data: bytes, lengths, n_symbols: int) -> tuple[np.ndarray, int]:
@@ -165,56 +401,43 @@ def decode(data: bytes, lengths, n_symbols: int) -> tuple[np.ndarray, int]:
             f"Huffman stream: unexpected bits after the last symbol ({len(data)} byte(s) "
             f"are more than {n_symbols} symbols of at most {max_length} bits can take)"
         )
-    # Lookup table: every max_length-bit window -> (symbol, length) of its leading codeword.
-    table_symbol = np.zeros(1 << max_length, dtype=np.int32)
-    table_length = np.zeros(1 << max_length, dtype=np.int64)
-    codes = canonical_codes(lengths)
-    for symbol in np.flatnonzero(lengths).tolist():
-        length = int(lengths[symbol])
-        lo = int(codes[symbol]) << (max_length - length)
-        hi = (int(codes[symbol]) + 1) << (max_length - length)
-        table_symbol[lo:hi] = symbol
-        table_length[lo:hi] = length
-    # The max_length-bit window at bit p lies within the three bytes from byte p // 8.
+    table_symbol, table_length = _tables(lengths, max_length)
     padded = np.concatenate([np.frombuffer(data, dtype=np.uint8), np.zeros(3, np.uint8)])
-    padded = padded.astype(np.int64)
+    # Lanes of about _LANE_SYMBOLS codewords: the stream's mean codeword length is about
+    # n_bits / n_symbols (the padding is under a byte).
+    chunk = max(8, -(-_LANE_SYMBOLS * n_bits // n_symbols))
+    offset_chunk = max(8, -(-_OFFSET_LANE_SYMBOLS * n_bits // n_symbols))
+    # A code whose codewords are mostly of one length is slow to resynchronise: the share
+    # of the code space (its Kraft sum) the commonest length takes says how slow.
+    used = lengths[lengths > 0]
+    mass = float(np.bincount(used, weights=np.ldexp(1.0, -used)).max())
+    slow = mass >= _SLOW_SYNC_MASS or (mass >= _SLOW_SYNC_MASS_SHORT and max_length <= 8)
     out = np.empty(n_symbols, dtype=np.int32)
     done, start = 0, 0  # symbols decoded; bit where the next codeword starts
     while done < n_symbols:
         if start >= n_bits:
             raise StorageError("Huffman stream: truncated or invalid codeword")
         size = min(_SEGMENT_BITS, n_bits - start)
-        position = np.arange(start, start + size, dtype=np.int64)
-        byte = position >> 3
-        triples = (padded[byte] << 16) | (padded[byte + 1] << 8) | padded[byte + 2]
-        window = (triples >> ((24 - max_length) - (position & 7))) & ((1 << max_length) - 1)
-        del triples, byte
-        step = table_length[window]
-        # Local states: 0..size-1 a bit of this segment; ``size`` a codeword that ends at or
-        # after the segment's end; ``size + 1`` an invalid codeword or one past the data.
-        local = np.arange(size, dtype=np.int64) + step
-        exit_state, invalid = size, size + 1
-        local[local >= size] = exit_state
-        local[(step == 0) | (position + step > n_bits)] = invalid
-        jump = np.concatenate([local, np.array([exit_state, invalid], dtype=np.int64)])
-        del local, position
-        # Pointer doubling: if ``starts`` holds the first 2**k codeword starts and ``leap``
-        # is ``jump`` applied 2**k times, ``leap[starts]`` are the next 2**k starts.
+        windows = _windows(padded, start, size, max_length)
         want = min(n_symbols - done, size)
-        starts = np.zeros(1, dtype=np.int64)
-        leap = jump
-        while starts.size < want and starts[-1] < size:
-            starts = np.concatenate([starts, leap[starts]])
-            if starts.size < want and starts[-1] < size:
-                leap = leap[leap]
-        del leap
-        starts = starts[starts < size][:want]
+        starts = None
+        if size > _DOUBLING_BITS:
+            if not slow:
+                starts = _lane_starts(windows, table_length, size, chunk)
+            if starts is None:
+                starts = _offset_starts(windows, table_length, size, offset_chunk, max_length)
+        if starts is None:  # a short segment, or an invalid codeword
+            starts = _doubling_starts(_jumps(windows, table_length, size, n_bits - start),
+                                      size, want)
+        else:
+            starts = starts[:want]
         last = int(starts[-1])
-        if jump[last] == invalid:
+        step = int(table_length[windows[last]])
+        if step == 0 or start + last + step > n_bits:
             raise StorageError("Huffman stream: truncated or invalid codeword")
-        out[done : done + starts.size] = table_symbol[window[starts]]
+        out[done : done + starts.size] = table_symbol[windows[starts]]
         done += starts.size
-        start += last + int(step[last])
+        start += last + step
     end = start
     padding = n_bits - end
     if padding >= 8 or data[-1] & ((1 << padding) - 1):

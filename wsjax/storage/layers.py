@@ -28,14 +28,13 @@ References: Han, Mao & Dally, `Deep Compression <https://arxiv.org/abs/1510.0014
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Optional
 
 import numpy as np
 
 from wsjax.storage import codebook as codebooks
 from wsjax.storage import dtypes, limits, sparse, streams
-from wsjax.storage.bytestream import ByteReader, ByteWriter
+from wsjax.storage.bytestream import ByteReader, ByteWriter, varint_size
 from wsjax.storage.errors import StorageError
 
 ENCODINGS = ("raw", "sparse", "dense_codebook", "sparse_raw")
@@ -68,94 +67,180 @@ def check_index_bits(index_bits, name: str) -> int:
     return int(index_bits)
 
 
-def _codebook_of(patterns: np.ndarray, name: str, encoding: str) -> np.ndarray:
-    codebook = codebooks.distinct_nonzero(patterns)
-    if codebook.size > codebooks.MAX_CODEBOOK_SIZE:
-        raise ValueError(
-            f"{name}: encoding {encoding!r} needs at most {codebooks.MAX_CODEBOOK_SIZE} distinct "
-            f"nonzero values, found {codebook.size} (quantize the layer first, or use 'raw')"
-        )
-    return codebook
+class _Leaf:
+    """What the encodings of one leaf share, each computed once: its nonzero positions and
+    their zero runs, its codebook and cluster indices, and per index width the stored
+    entries' gap counts. Every candidate is *planned* from these counts -- its exact size,
+    stream layouts chosen -- and only the one written is built (:meth:`payload`)."""
 
+    def __init__(self, patterns: np.ndarray):
+        self.patterns = patterns
+        self.positions = np.flatnonzero(patterns)
+        self.skipped = np.diff(self.positions, prepend=-1) - 1  # zeros before each nonzero
+        self._codebook = self._clusters = self._cluster_counts = None
+        self._gaps: dict = {}  # index_bits -> (gap counts, fillers)
+        self._streams: dict = {}  # what -> streams.Plan
 
-def _sparse_payload(patterns: np.ndarray, codebook: np.ndarray, index_bits: int) -> bytes:
-    positions = np.flatnonzero(patterns)
-    gaps, is_filler = sparse.encode_positions(positions, index_bits)
-    has_filler = bool(is_filler.any())
-    symbols = np.zeros(gaps.size, dtype=np.int64)
-    symbols[~is_filler] = codebooks.assign(patterns[positions], codebook) + has_filler
-    out = ByteWriter()
-    out.uint(index_bits, 1)
-    out.varint(gaps.size)
-    out.varint(codebook.size)
-    out.uint(int(has_filler), 1)
-    out.bytes(codebooks.to_bytes(codebook))
-    out.bytes(streams.encode(symbols, codebook.size + has_filler)[0])
-    out.bytes(streams.encode(gaps, 1 << index_bits)[0])
-    return out.getvalue()
+    @property
+    def itemsize(self) -> int:
+        return self.patterns.dtype.itemsize
+
+    def codebook(self) -> np.ndarray:
+        if self._codebook is None:
+            self._codebook = np.unique(self.patterns[self.positions])
+        return self._codebook
+
+    def clusters(self) -> np.ndarray:
+        """Each nonzero's index in the codebook (int64)."""
+        if self._clusters is None:
+            self._clusters = codebooks.assign(self.patterns[self.positions], self.codebook())
+        return self._clusters
+
+    def cluster_counts(self) -> np.ndarray:
+        if self._cluster_counts is None:
+            self._cluster_counts = np.bincount(self.clusters(), minlength=self.codebook().size)
+        return self._cluster_counts
+
+    def gap_counts(self, index_bits: int) -> tuple[np.ndarray, int]:
+        """Counts of the stored entries' gaps and the number of fillers (see
+        :func:`sparse.encode_positions`, whose gaps these are)."""
+        if index_bits not in self._gaps:
+            span = 1 << index_bits
+            fillers = self.skipped >> index_bits
+            n_fillers = int(fillers.sum())
+            counts = np.bincount(self.skipped & (span - 1), minlength=span)
+            counts[span - 1] += n_fillers
+            self._gaps[index_bits] = counts, n_fillers
+        return self._gaps[index_bits]
+
+    def stream(self, what, counts, alphabet_size: int) -> streams.Plan:
+        if what not in self._streams:
+            self._streams[what] = streams.plan(counts, alphabet_size)
+        return self._streams[what]
+
+    # -- sizes of the candidates (exact: what payload() writes) ---------------------------
+
+    def sparse_size(self, index_bits: int) -> int:
+        k = self.codebook().size
+        gap_counts, n_fillers = self.gap_counts(index_bits)
+        n_entries = self.positions.size + n_fillers
+        weights, index = self._sparse_streams(index_bits)
+        return (2 + varint_size(n_entries) + varint_size(k) + k * self.itemsize
+                + weights.total_bytes + index.total_bytes)
+
+    def _sparse_streams(self, index_bits: int):
+        gap_counts, n_fillers = self.gap_counts(index_bits)
+        has_filler = n_fillers > 0
+        counts = self.cluster_counts()
+        if has_filler:
+            counts = np.concatenate([[n_fillers], counts])
+        weights = self.stream(("sparse weights", index_bits), counts, counts.size)
+        index = self.stream(("index", index_bits), gap_counts, 1 << index_bits)
+        return weights, index
+
+    def dense_codebook_size(self) -> int:
+        k = self.codebook().size
+        return 1 + varint_size(k) + k * self.itemsize + self._dense_stream().total_bytes
+
+    def _dense_stream(self) -> streams.Plan:
+        counts = self.cluster_counts()
+        n_zero = self.patterns.size - self.positions.size
+        if n_zero:
+            counts = np.concatenate([[n_zero], counts])
+        return self.stream("dense weights", counts, counts.size)
+
+    def raw_size(self) -> int:
+        return self.patterns.size * self.itemsize
+
+    def sparse_raw_size(self, index_bits: int) -> int:
+        gap_counts, n_fillers = self.gap_counts(index_bits)
+        n_entries = self.positions.size + n_fillers
+        index = self.stream(("index", index_bits), gap_counts, 1 << index_bits)
+        return 1 + varint_size(n_entries) + index.total_bytes + n_entries * self.itemsize
+
+    def best_raw_index_bits(self) -> int:
+        """The index width that makes a ``sparse_raw`` record smallest: with a raw value per
+        stored entry a filler costs a whole value, so wider gaps pay off sooner than in
+        ``sparse``."""
+        skipped, value_bits = self.skipped, 8 * self.itemsize
+        sizes = {b: (skipped.size + int((skipped >> b).sum())) * (value_bits + b)
+                 for b in range(1, MAX_INDEX_BITS + 1)}
+        return min(sizes, key=sizes.get)
+
+    # -- the payloads ----------------------------------------------------------------------
+
+    def payload(self, encoding: str, index_bits: int) -> bytes:
+        if encoding == "raw":
+            return dtypes.patterns_to_bytes(self.patterns)
+        if encoding == "dense_codebook":
+            return self._dense_codebook_payload()
+        gaps, is_filler = sparse.encode_positions(self.positions, index_bits)
+        out = ByteWriter()
+        out.uint(index_bits, 1)
+        out.varint(gaps.size)
+        index = self.stream(("index", index_bits), self.gap_counts(index_bits)[0],
+                            1 << index_bits)
+        if encoding == "sparse_raw":
+            values = np.zeros(gaps.size, dtype=self.patterns.dtype)
+            values[~is_filler] = self.patterns[self.positions]
+            out.bytes(streams.emit(index, gaps))
+            out.bytes(dtypes.patterns_to_bytes(values))
+            return out.getvalue()
+        weights, _ = self._sparse_streams(index_bits)
+        has_filler = bool(is_filler.any())
+        symbols = np.zeros(gaps.size, dtype=np.int64)
+        symbols[~is_filler] = self.clusters() + has_filler
+        out.varint(self.codebook().size)
+        out.uint(int(has_filler), 1)
+        out.bytes(codebooks.to_bytes(self.codebook()))
+        out.bytes(streams.emit(weights, symbols))
+        out.bytes(streams.emit(index, gaps))
+        return out.getvalue()
+
+    def _dense_codebook_payload(self) -> bytes:
+        has_zero = self.positions.size < self.patterns.size
+        symbols = np.zeros(self.patterns.size, dtype=np.int64)
+        symbols[self.positions] = self.clusters() + has_zero
+        out = ByteWriter()
+        out.varint(self.codebook().size)
+        out.uint(int(has_zero), 1)
+        out.bytes(codebooks.to_bytes(self.codebook()))
+        out.bytes(streams.emit(self._dense_stream(), symbols))
+        return out.getvalue()
 
 
 def best_raw_index_bits(patterns: np.ndarray) -> int:
-    """The index width that makes a ``sparse_raw`` record smallest: with a raw value per
-    stored entry a filler costs a whole value, so wider gaps pay off sooner than in ``sparse``."""
-    skipped = np.diff(np.flatnonzero(patterns), prepend=-1) - 1
-    value_bits = 8 * patterns.dtype.itemsize
-    sizes = {b: (skipped.size + int((skipped >> b).sum())) * (value_bits + b) for b in range(1, MAX_INDEX_BITS + 1)}
-    return min(sizes, key=sizes.get)
+    """The index width that makes a ``sparse_raw`` record of ``patterns`` smallest."""
+    return _Leaf(patterns).best_raw_index_bits()
 
 
-def _sparse_raw_payload(patterns: np.ndarray, index_bits: int) -> bytes:
-    positions = np.flatnonzero(patterns)
-    gaps, is_filler = sparse.encode_positions(positions, index_bits)
-    values = np.zeros(gaps.size, dtype=patterns.dtype)
-    values[~is_filler] = patterns[positions]
-    out = ByteWriter()
-    out.uint(index_bits, 1)
-    out.varint(gaps.size)
-    out.bytes(streams.encode(gaps, 1 << index_bits)[0])
-    out.bytes(dtypes.patterns_to_bytes(values))
-    return out.getvalue()
-
-
-def _dense_codebook_payload(patterns: np.ndarray, codebook: np.ndarray) -> bytes:
-    is_zero = patterns == 0
-    has_zero = bool(is_zero.any())
-    symbols = np.zeros(patterns.size, dtype=np.int64)
-    symbols[~is_zero] = codebooks.assign(patterns[~is_zero], codebook) + has_zero
-    out = ByteWriter()
-    out.varint(codebook.size)
-    out.uint(int(has_zero), 1)
-    out.bytes(codebooks.to_bytes(codebook))
-    out.bytes(streams.encode(symbols, codebook.size + has_zero)[0])
-    return out.getvalue()
-
-
-def _payloads(array: np.ndarray, encoding: str, index_bits: int, name: str) -> dict[str, bytes]:
-    """``{encoding: payload}`` for the requested encoding, or every eligible one for 'auto'."""
-    patterns = dtypes.to_patterns(array)
-    if encoding == "raw":
-        return {"raw": dtypes.patterns_to_bytes(patterns)}
+def _choose(leaf: _Leaf, array: np.ndarray, encoding: str, index_bits: int,
+            name: str) -> tuple[str, int]:
+    """``(encoding, index bits)`` of the record: the requested encoding, or for 'auto' the
+    smallest eligible one (ties in the order sparse, dense codebook, raw, sparse raw)."""
     if encoding == "auto":
         if array.ndim < 2:
-            return {"raw": dtypes.patterns_to_bytes(patterns)}
-        codebook = codebooks.distinct_nonzero(patterns)
-        if codebook.size > codebooks.MAX_CODEBOOK_SIZE:
-            return {"raw": dtypes.patterns_to_bytes(patterns),
-                    "sparse_raw": _sparse_raw_payload(patterns, best_raw_index_bits(patterns))}
-        return {
-            "sparse": _sparse_payload(patterns, codebook, index_bits),
-            "dense_codebook": _dense_codebook_payload(patterns, codebook),
-            "raw": dtypes.patterns_to_bytes(patterns),
-            "sparse_raw": _sparse_raw_payload(patterns, best_raw_index_bits(patterns)),
-        }
-    if encoding == "sparse":
-        codebook = _codebook_of(patterns, name, encoding)
-        return {"sparse": _sparse_payload(patterns, codebook, index_bits)}
-    if encoding == "dense_codebook":
-        codebook = _codebook_of(patterns, name, encoding)
-        return {"dense_codebook": _dense_codebook_payload(patterns, codebook)}
-    if encoding == "sparse_raw":
-        return {"sparse_raw": _sparse_raw_payload(patterns, index_bits)}
+            return "raw", index_bits
+        raw_bits = leaf.best_raw_index_bits()
+        if leaf.codebook().size > codebooks.MAX_CODEBOOK_SIZE:
+            sizes = {("raw", index_bits): leaf.raw_size(),
+                     ("sparse_raw", raw_bits): leaf.sparse_raw_size(raw_bits)}
+        else:
+            sizes = {("sparse", index_bits): leaf.sparse_size(index_bits),
+                     ("dense_codebook", index_bits): leaf.dense_codebook_size(),
+                     ("raw", index_bits): leaf.raw_size(),
+                     ("sparse_raw", raw_bits): leaf.sparse_raw_size(raw_bits)}
+        return min(sizes, key=sizes.get)  # first wins ties
+    if encoding in ("sparse", "dense_codebook"):
+        if leaf.codebook().size > codebooks.MAX_CODEBOOK_SIZE:
+            raise ValueError(
+                f"{name}: encoding {encoding!r} needs at most {codebooks.MAX_CODEBOOK_SIZE} "
+                f"distinct nonzero values, found {leaf.codebook().size} (quantize the layer "
+                "first, or use 'raw')"
+            )
+        return encoding, index_bits
+    if encoding in ("raw", "sparse_raw"):
+        return encoding, index_bits
     raise ValueError(f"{name}: unknown encoding {encoding!r}; choose from {ENCODINGS + ('auto',)}")
 
 
@@ -163,14 +248,15 @@ def encode_layer(name: str, array: np.ndarray, encoding: str, index_bits: int) -
     """The record of one layer. ``encoding='auto'`` picks the smallest eligible encoding
     (sparse and codebook encodings only for 2-D and larger leaves; ties go to sparse, then
     dense codebook, raw, sparse raw; sparse raw with the index width of
-    :func:`best_raw_index_bits`, the others with ``index_bits``)."""
+    :func:`best_raw_index_bits`, the others with ``index_bits``). Every candidate's size is
+    worked out from the leaf's counts, and only the chosen payload is written."""
     index_bits = check_index_bits(index_bits, name)
     dtypes.dtype_code(array.dtype)
     if array.ndim > 255:
         raise ValueError(f"{name}: {array.ndim} dimensions (max 255)")
-    payloads = _payloads(array, encoding, index_bits, name)
-    encoding = min(payloads, key=lambda e: len(payloads[e]))  # first wins ties
-    payload = payloads[encoding]
+    leaf = _Leaf(dtypes.to_patterns(array))
+    encoding, bits_used = _choose(leaf, array, encoding, index_bits, name)
+    payload = leaf.payload(encoding, bits_used)
     out = ByteWriter()
     name_bytes = name.encode("utf-8")
     out.varint(len(name_bytes))

@@ -10,7 +10,9 @@ stream picks whichever layout is smallest *including its table*, and records whi
 * ``constant`` -- ``mode`` byte, varint symbol: every symbol equal, zero bits each.
 
 The number of symbols and the alphabet size are known to the caller (from the layer header),
-so they are not repeated here. Ties prefer constant, then fixed, then Huffman.
+so they are not repeated here. Ties prefer constant, then fixed, then Huffman. The layout
+depends on the symbol counts alone: :func:`plan` sizes a stream from them without writing
+it, :func:`emit` writes it, so an encoder can size every candidate and write only one.
 
 References: Han, Mao & Dally, `Deep Compression <https://arxiv.org/abs/1510.00149>`_, 2016.
 """
@@ -60,33 +62,83 @@ def _huffman_layout(lengths: np.ndarray) -> tuple[int, int, int]:
     return table_size, max_length, bits.bit_width(max_length + 1)
 
 
-def encode(symbols, alphabet_size: int) -> tuple[bytes, StreamInfo]:
-    """Encode integer ``symbols`` in ``[0, alphabet_size)`` in the smallest layout."""
-    symbols = np.asarray(symbols, dtype=np.int64).reshape(-1)
-    if symbols.size and (symbols.min() < 0 or symbols.max() >= alphabet_size):
-        raise ValueError(f"symbols outside the alphabet [0, {alphabet_size})")
-    n = symbols.size
+def _varint(value: int) -> bytes:
+    out = ByteWriter()
+    out.varint(value)
+    return out.getvalue()
+
+
+class Plan(NamedTuple):
+    """How :func:`encode` stores a stream, worked out from the symbol counts alone: the
+    layout, everything before the symbol data, and the data's size. :func:`emit` writes it."""
+
+    mode: str
+    n_symbols: int
+    fixed_bits: int  # bits per symbol at fixed width
+    header: bytes  # after the mode byte: the constant symbol, or the Huffman table
+    code_bits: int
+    code_bytes: int
+    lengths: Optional[np.ndarray]  # the Huffman code lengths (mode 'huffman')
+
+    @property
+    def total_bytes(self) -> int:
+        return 1 + len(self.header) + self.code_bytes
+
+    @property
+    def info(self) -> StreamInfo:
+        return StreamInfo(self.mode, self.n_symbols, self.fixed_bits, self.code_bits,
+                          1 + len(self.header), self.code_bytes)
+
+
+def plan(counts, alphabet_size: int) -> Plan:
+    """The smallest layout of a stream whose symbol ``s`` occurs ``counts[s]`` times
+    (``counts`` of length ``alphabet_size``): exactly what :func:`encode` picks."""
+    counts = np.asarray(counts, dtype=np.int64)
+    n = int(counts.sum())
     width = bits.bit_width(alphabet_size)
-    candidates = [("fixed", b"", bits.pack_uint(symbols, width), n * width)]
+    candidates = [("fixed", b"", bits.packed_size(n, width), n * width, None)]
     if n:
-        counts = np.bincount(symbols, minlength=alphabet_size)
-        if np.count_nonzero(counts) == 1:
-            header = ByteWriter()
-            header.varint(int(symbols[0]))
-            candidates.insert(0, ("constant", header.getvalue(), b"", 0))
+        used = np.flatnonzero(counts)
+        if used.size == 1:
+            candidates.insert(0, ("constant", _varint(int(used[0])), 0, 0, None))
         else:
             lengths = huffman.code_lengths(counts)
             table_size, max_length, length_width = _huffman_layout(lengths)
-            data, n_bits = huffman.encode(symbols, lengths)
+            n_bits = int(np.dot(counts, lengths))
+            n_bytes = (n_bits + 7) // 8
             header = ByteWriter()
             header.varint(table_size)
             header.uint(max_length, 1)
             header.bytes(bits.pack_uint(lengths[:table_size], length_width))
-            header.varint(len(data))
-            candidates.append(("huffman", header.getvalue(), data, n_bits))
-    mode, header, data, code_bits = min(candidates, key=lambda c: len(c[1]) + len(c[2]))
-    info = StreamInfo(mode, n, width, code_bits, 1 + len(header), len(data))
-    return bytes([_MODE_CODE[mode]]) + header + data, info
+            header.varint(n_bytes)
+            candidates.append(("huffman", header.getvalue(), n_bytes, n_bits, lengths))
+    mode, header, n_bytes, code_bits, lengths = min(candidates, key=lambda c: len(c[1]) + c[2])
+    return Plan(mode, n, width, header, code_bits, n_bytes, lengths)
+
+
+def emit(stream: Plan, symbols) -> bytes:
+    """The bytes of a stream laid out by ``stream`` (a :func:`plan` of these ``symbols``)."""
+    if stream.mode == "fixed":
+        data = bits.pack_uint(symbols, stream.fixed_bits)
+    elif stream.mode == "huffman":
+        data = huffman.encode(symbols, stream.lengths)[0]
+    else:
+        data = b""
+    if len(data) != stream.code_bytes:
+        raise AssertionError(f"stream of {stream.code_bytes} planned bytes wrote {len(data)}")
+    return bytes([_MODE_CODE[stream.mode]]) + stream.header + data
+
+
+def encode(symbols, alphabet_size: int) -> tuple[bytes, StreamInfo]:
+    """Encode integer ``symbols`` in ``[0, alphabet_size)`` in the smallest layout (ties
+    prefer constant, then fixed, then Huffman)."""
+    symbols = np.asarray(symbols, dtype=np.int64).reshape(-1)
+    if symbols.size and (symbols.min() < 0 or symbols.max() >= alphabet_size):
+        raise ValueError(f"symbols outside the alphabet [0, {alphabet_size})")
+    counts = np.bincount(symbols, minlength=alphabet_size) if symbols.size else np.zeros(
+        alphabet_size, dtype=np.int64)
+    stream = plan(counts, alphabet_size)
+    return emit(stream, symbols), stream.info
 
 
 class Stream(NamedTuple):
@@ -149,7 +201,7 @@ def read(reader: ByteReader, n_symbols: int, alphabet_size: int) -> Stream:
             symbols, code_bits = huffman.decode(data, lengths, n_symbols)
         except StorageError as e:
             raise StorageError(f"{reader.what}: {e}") from None
-        if n_symbols == 0 or np.count_nonzero(np.bincount(symbols)) < 2:
+        if n_symbols == 0 or symbols.min() == symbols.max():  # fewer than two symbols
             raise StorageError(f"{reader.what}: Huffman stream with fewer than two symbols")
     code_bytes = len(data)
     table_bytes = reader.pos - start - code_bytes
