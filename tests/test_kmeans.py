@@ -3,11 +3,15 @@
 Most tests share one compiled function (4096-value buckets, k = 8) to keep compile time low.
 """
 
+import itertools
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from wsjax.sharing import kmeans_optimal
 from wsjax.sharing.kmeans import INITS, assign, init_centroids, kmeans_1d
 
 K = 8
@@ -230,3 +234,252 @@ def test_bad_values_raise():
         kmeans_1d(np.zeros((0,), np.float32), 2)
     with pytest.raises(TypeError):
         kmeans_1d(np.array(["a", "b"]), 2)
+
+
+# ----------------------------------------------------------------------------- exact k-means (init='optimal')
+
+
+def _sse(x, w, bounds):
+    """Weighted squared error of the contiguous clusters ``[bounds[t], bounds[t + 1])`` (float64)."""
+    total = 0.0
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        mean = np.sum(w[a:b] * x[a:b]) / np.sum(w[a:b])
+        total += np.sum(w[a:b] * (x[a:b] - mean) ** 2)
+    return total
+
+
+def _exhaustive(x, w, k):
+    """Least cost over every split of the sorted ``(x, w)`` into ``k`` contiguous non-empty clusters."""
+    order = np.argsort(x, kind="stable")
+    x, w = np.asarray(x, np.float64)[order], np.asarray(w, np.float64)[order]
+    return min(_sse(x, w, (0,) + cuts + (x.size,)) for cuts in itertools.combinations(range(1, x.size), k - 1))
+
+
+def _inertia(x, w, result):
+    """``sum(w (x - c[a])^2)`` in float64 from a result's centroids and assignments."""
+    c = np.asarray(result.centroids, np.float64)
+    return float(np.sum(w * (np.asarray(x, np.float64) - c[np.asarray(result.assignments)]) ** 2))
+
+
+def _brute_force_cases(count, seed):
+    rng = np.random.default_rng(seed)
+    for t in range(count):
+        n = int(rng.integers(2, 10))
+        k = int(rng.integers(1, n + 1))
+        draw = (rng.normal(size=n), rng.standard_t(2, n), rng.integers(0, 4, n) + 0.01 * rng.random(n))[t % 3]
+        w = rng.random(n) + 0.05 if t % 2 else np.ones(n)
+        yield draw.astype(np.float32), w.astype(np.float32), k
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_optimal_inertia_equals_the_exhaustive_minimum(seed):
+    for x, w, k in _brute_force_cases(12, seed):
+        weights = None if np.all(w == 1) else w
+        r = kmeans_1d(x, k, init="optimal", weights=weights)
+        chex.assert_shape(r.centroids, (k,))
+        chex.assert_type(r.assignments, jnp.int32)
+        want = _exhaustive(x, w, k)
+        np.testing.assert_allclose(_inertia(x, w, r), want, rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(float(r.inertia), want, rtol=1e-4, atol=1e-6)
+        assert int(r.iterations) == 0 and np.all(np.diff(np.asarray(r.centroids)) >= 0)
+
+
+def test_banded_dp_with_its_certificate_equals_the_exhaustive_minimum(monkeypatch):
+    # Small inputs normally take the full table; with its budget at 0 every level guesses,
+    # bands and certifies (falling back to the full table only when the certificate fails).
+    monkeypatch.setattr(kmeans_optimal, "FULL_TABLE_EVALS", 0)
+    rng = np.random.default_rng(0)
+    for t in range(150):
+        n = int(rng.integers(3, 12))
+        k = int(rng.integers(2, n))
+        x = np.sort((rng.normal(size=n), rng.standard_t(2, n), rng.uniform(size=n))[t % 3])
+        w = rng.random(n) + 0.05 if t % 2 else np.ones(n)
+        x = x - np.sum(w * x) / np.sum(w)
+        bounds = kmeans_optimal._solve(x, w, k)
+        assert bounds[0] == 0 and bounds[-1] == n and np.all(np.diff(bounds) > 0)
+        np.testing.assert_allclose(_sse(x, w, tuple(bounds)), _exhaustive(x, w, k), rtol=1e-9, atol=1e-12)
+
+
+def test_banded_dp_equals_the_full_table_on_larger_inputs(monkeypatch):
+    monkeypatch.setattr(kmeans_optimal, "FULL_TABLE_EVALS", 0)
+    rng = np.random.default_rng(1)
+    draws = (lambda n: rng.standard_t(3, n), lambda n: rng.lognormal(0, 1, n),
+             lambda n: np.concatenate([rng.normal(0, 0.01, n // 2), rng.normal(1, 0.3, n - n // 2)]),
+             lambda n: rng.integers(0, 30, n) + 1e-3 * rng.normal(size=n))
+    # (1200, 150): under 12 points per cluster, the guess from k // 4 clusters; the rest bin
+    for t, (n, k) in enumerate([(400, 7), (1500, 24), (1200, 150), (2500, 5)] * 2):
+        x = np.sort(draws[t % 4](n))
+        x = np.unique(x)  # distinct, as _solve expects
+        w = rng.random(x.size) + 0.1 if t >= 4 else np.ones(x.size)
+        x = x - np.sum(w * x) / np.sum(w)
+        got = _sse(x, w, tuple(kmeans_optimal._solve(x, w, k)))
+        full = _sse(x, w, tuple(kmeans_optimal._full(kmeans_optimal._Prefix(x, w), x.size, k)))
+        np.testing.assert_allclose(got, full, rtol=1e-9)
+
+
+def test_the_certificate_never_passes_a_band_that_misses_the_optimum():
+    # Bands around a deliberately wrong guess, without margins: whenever the certificate
+    # accepts the band's answer, that answer is the exhaustive optimum.
+    rng = np.random.default_rng(2)
+    accepted = rejected = 0
+    for _ in range(200):
+        n = int(rng.integers(6, 12))
+        k = int(rng.integers(2, n - 2))
+        x = np.sort(rng.normal(size=n))
+        w = rng.random(n) + 0.05
+        x = x - np.sum(w * x) / np.sum(w)
+        guess = np.concatenate([[0], np.sort(rng.choice(np.arange(1, n), k - 1, replace=False)), [n]])
+        lo, hi = kmeans_optimal._bands(guess, k, n, 0.0, 0.0, np.zeros(k + 1, np.int64))
+        p = kmeans_optimal._Prefix(x, w)
+        values, args = kmeans_optimal._rows(p, lo, hi)
+        if kmeans_optimal._certified(p, n, k, values, args, lo, hi):
+            accepted += 1
+            bounds = kmeans_optimal._backtrack(args, lo, k, n)
+            np.testing.assert_allclose(_sse(x, w, tuple(bounds)), _exhaustive(x, w, k), rtol=1e-9, atol=1e-12)
+        else:
+            rejected += 1
+    assert accepted > 10 and rejected > 10  # both outcomes were exercised
+
+
+def test_failed_certificates_fall_back_to_the_full_table(monkeypatch):
+    monkeypatch.setattr(kmeans_optimal, "FULL_TABLE_EVALS", 0)
+    monkeypatch.setattr(kmeans_optimal, "_certified", lambda *args: False)
+    x = _mixture(600, seed=12).astype(np.float64)
+    x = np.unique(x) - np.mean(np.unique(x))
+    w = np.ones(x.size)
+    got = kmeans_optimal._solve(x, w, K)
+    np.testing.assert_array_equal(got, kmeans_optimal._full(kmeans_optimal._Prefix(x, w), x.size, K))
+
+
+def test_optimal_inertia_is_a_floor_for_lloyd_from_every_init():
+    rng = np.random.default_rng(13)
+    x = np.concatenate([_mixture(3000, seed=13), 0.05 * rng.standard_t(4, 1000)]).astype(np.float32)
+    floor = _inertia(x, 1.0, kmeans_1d(x, K, init="optimal"))
+    for init in INITS:
+        for seed in range(3 if init in ("random", "kmeans++") else 1):
+            r = kmeans_1d(x, K, init=init, key=jax.random.key(seed))
+            assert _inertia(x, 1.0, r) >= floor * (1 - 1e-6), init
+
+
+def test_optimal_inertia_is_a_floor_on_a_larger_layer():
+    # 60k heavy-tailed weights, 32 centroids (the banded DP and its certificate at work):
+    # below every Lloyd fixed point reached from the inits' kinds of start, and scikit-learn.
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(14)
+    x = (0.05 * rng.standard_t(5, 60_000)).astype(np.float32)
+    r = kmeans_optimal.kmeans_1d_optimal(x, 32)
+    floor = _inertia(x, 1.0, r)
+    np.testing.assert_allclose(float(r.inertia), floor, rtol=1e-5)
+    starts = [np.linspace(x.min(), x.max(), 32), np.quantile(x, (np.arange(32) + 0.5) / 32)]
+    starts += [np.sort(rng.choice(x, 32, replace=False)) for _ in range(3)]
+    for c0 in starts:
+        assert _reference_lloyd(x, c0)[1] >= floor * (1 - 1e-6)
+    km = KMeans(32, n_init=1, random_state=0).fit(x[:, None].astype(np.float64))
+    assert float(np.sum((x - km.cluster_centers_[km.labels_, 0]) ** 2)) >= floor * (1 - 1e-6)
+
+
+def test_optimal_is_a_lloyd_fixed_point_with_nearest_centroid_assignments():
+    x = _mixture(seed=14).reshape(40, 100)
+    r = kmeans_1d(x, K, init="optimal")
+    c = np.asarray(r.centroids, np.float64)
+    one_more, inertia = _reference_lloyd(x.ravel(), c, max_iter=1)
+    np.testing.assert_allclose(one_more, c, atol=2e-6)
+    np.testing.assert_allclose(float(r.inertia), inertia, rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(r.assignments), np.asarray(assign(x, r.centroids)))
+    np.testing.assert_array_equal(np.asarray(init_centroids(x, K, init="optimal")), np.asarray(r.centroids))
+
+
+def test_optimal_masks_and_float_weights():
+    x = _mixture(seed=15)
+    rng = np.random.default_rng(15)
+    keep = rng.random(x.shape) < 0.3
+    ref = kmeans_1d(x[keep], K, init="optimal")
+    for fill, w in ((100.0, keep), (-50.0, keep), (0.0, keep.astype(np.float32))):
+        r = kmeans_1d(np.where(keep, x, fill).astype(np.float32), K, init="optimal", weights=w)
+        np.testing.assert_array_equal(np.asarray(r.centroids), np.asarray(ref.centroids))
+        np.testing.assert_array_equal(np.asarray(r.assignments)[keep], np.asarray(ref.assignments))
+        np.testing.assert_allclose(float(r.inertia), float(ref.inertia), rtol=1e-5)
+    # integer float weights act as repeated points
+    counts = rng.integers(0, 4, x.shape)
+    r = kmeans_1d(x, K, init="optimal", weights=counts.astype(np.float32))
+    rep = kmeans_1d(np.repeat(x, counts), K, init="optimal")
+    np.testing.assert_allclose(np.asarray(r.centroids), np.asarray(rep.centroids), rtol=1e-6, atol=1e-7)
+
+
+def test_optimal_with_more_clusters_than_distinct_values_and_tiny_inputs():
+    x = np.repeat(np.array([1.0, 2.0, 4.0], np.float32), [1000, 2000, 1000])
+    r = kmeans_1d(x, K, init="optimal")
+    c = np.asarray(r.centroids)
+    np.testing.assert_array_equal(c, [1, 2, 4, 4, 4, 4, 4, 4])  # the surplus: empty, at the largest value
+    np.testing.assert_array_equal(c[np.asarray(r.assignments)], x)
+    assert float(r.inertia) == 0.0
+    one = kmeans_1d(np.array([[-0.5]], np.float32), 4, init="optimal")
+    np.testing.assert_array_equal(np.asarray(one.centroids), [-0.5] * 4)
+    assert one.assignments.shape == (1, 1) and float(one.inertia) == 0.0
+    np.testing.assert_allclose(np.asarray(kmeans_1d(x, 1, init="optimal").centroids), [x.mean()], rtol=1e-6)
+    # exactly as many clusters as values; and mirror-symmetric data (two optima, tied)
+    np.testing.assert_array_equal(np.asarray(kmeans_1d(np.array([3.0, -1.0, 2.0], np.float32), 3, init="optimal").centroids), [-1, 2, 3])
+    sym = np.repeat(np.array([-2.0, -1.0, 1.0, 2.0], np.float32), 50)
+    np.testing.assert_allclose(_inertia(sym, 1.0, kmeans_1d(sym, 3, init="optimal")), _exhaustive(np.array([-2.0, -1, 1, 2]), np.full(4, 50.0), 3))
+
+
+def test_optimal_rejects_what_kmeans_1d_rejects():
+    with pytest.raises(ValueError, match="NaN"):
+        kmeans_1d(np.array([0.0, np.nan], np.float32), 2, init="optimal")
+    with pytest.raises(ValueError, match="every weight is zero"):
+        kmeans_1d(np.arange(5, dtype=np.float32), 2, init="optimal", weights=np.zeros(5))
+    with pytest.raises(ValueError, match="at least one"):
+        kmeans_optimal.kmeans_1d_optimal(np.zeros((0,), np.float32), 2)
+    with pytest.raises(ValueError):
+        kmeans_optimal.kmeans_1d_optimal(np.arange(5, dtype=np.float32), 0)
+
+
+class TestOptimalUnderTransformations(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_traced_inputs_give_the_eager_answer(self):
+        x = _mixture(seed=16)
+        keep = jnp.asarray(np.random.default_rng(16).random(x.shape) < 0.5)
+        f = self.variant(lambda v, m: kmeans_1d(v, K, init="optimal", weights=m))
+        want = kmeans_1d(x, K, init="optimal", weights=np.asarray(keep))
+        chex.assert_trees_all_close(f(x, keep), want, rtol=1e-6)
+
+    def test_vmap(self):
+        x = _mixture(seed=17).reshape(4, 1000)
+        got = jax.vmap(lambda v: kmeans_1d(v, K, init="optimal").centroids)(x)
+        chex.assert_trees_all_close(got, jnp.stack([kmeans_1d(v, K, init="optimal").centroids for v in x]))
+
+
+def test_codebook_with_the_optimal_init_quantizes_stores_and_reloads_exactly(tmp_path):
+    from wsjax import storage
+    from wsjax.models import MLP
+    from wsjax.sharing import flatten_paths
+    from wsjax.sharing.codebook import codebook_bits, quantize, quantize_leaf
+
+    model = MLP((24, 6))
+    params = model.init(jax.random.key(0), jnp.zeros((1, 12)))["params"]
+    keep = np.random.default_rng(18).random((12, 24)) < 0.5
+    params = {**params, "Dense_0": {**params["Dense_0"], "kernel": params["Dense_0"]["kernel"] * keep}}
+    t = quantize(r"kernel$", {"Dense_0": 3, "Dense_1": 2}, init="optimal")
+    st = t.init(jax.random.key(1), params)
+    assert codebook_bits(st) == {"Dense_0/kernel": 3, "Dense_1/kernel": 2}
+    w = jax.device_get(t.apply(st))
+    k0 = np.asarray(flatten_paths(w)["Dense_0/kernel"])
+    assert np.all(k0[~keep] == 0) and len(np.unique(k0[keep])) <= 8
+    # the kept weights' quantization error is the exact optimum's, no more than Lloyd's from 'linear'
+    w0 = np.asarray(params["Dense_0"]["kernel"])[keep]
+    linear = quantize_leaf(jax.random.key(1), params["Dense_0"]["kernel"], 3, mask=keep)
+    lin = np.asarray(linear.theta)[np.asarray(linear.frozen.assignments)][keep]
+    np.testing.assert_allclose(np.sum((w0 - k0[keep]) ** 2), _exhaustive_or_dp(w0, 8), rtol=1e-5)
+    assert np.sum((w0 - k0[keep]) ** 2) <= np.sum((w0 - lin) ** 2) * (1 + 1e-6)
+    storage.save(tmp_path / "optimal.wsjax", w)
+    loaded = storage.load(tmp_path / "optimal.wsjax")
+    chex.assert_trees_all_equal(jax.tree.map(np.asarray, loaded), jax.tree.map(np.asarray, w))
+
+
+def _exhaustive_or_dp(x, k):
+    """The optimal cost of ``x`` by the full table (exact without any certificate)."""
+    xs, counts = np.unique(np.asarray(x, np.float64), return_counts=True)
+    xs = xs - np.sum(counts * xs) / counts.sum()
+    bounds = kmeans_optimal._full(kmeans_optimal._Prefix(xs, counts.astype(np.float64)), xs.size, k)
+    return _sse(xs, counts.astype(np.float64), tuple(bounds))

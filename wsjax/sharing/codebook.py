@@ -18,7 +18,8 @@ what ``masked`` leaves behind) unless they are given.
 Bits per layer default to Han et al.'s choice: 8 for convolution kernels (4-D leaves) and
 5 for fully connected ones. Centroid initialisation (``'linear'``, ``'density'``,
 ``'random'``, ``'kmeans++'``) is compared in Han et al. Sec. 3.2 (linear is best, because it
-keeps centroids at the few large weights).
+keeps centroids at the few large weights); ``init='optimal'`` replaces Lloyd by the exact
+least-squares codebook of each layer (:mod:`wsjax.sharing.kmeans_optimal`).
 
 References: Han, Mao & Dally, `Deep Compression: Compressing Deep Neural Networks with
 Pruning, Trained Quantization and Huffman Coding <https://arxiv.org/abs/1510.00149>`_, 2016.
@@ -140,7 +141,8 @@ def codebook(bits: BitsSpec = None, *, init: str = "linear", max_iter: int = 300
     Args:
       bits: an int for every layer, a ``{path regex: bits}`` dict (unmatched layers get
         :func:`default_bits`), a callable ``(path, leaf) -> bits``, or None for the default.
-      init: centroid initialisation, one of :data:`wsjax.sharing.kmeans.INITS`.
+      init: centroid initialisation, one of :data:`wsjax.sharing.kmeans.INITS`
+        (``'optimal'``: the exact k-means optimum, no Lloyd iterations).
       max_iter: Lloyd iterations at most.
 
     Every weight is clustered, unless the codebook sits inside a pruning mask

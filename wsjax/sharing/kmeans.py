@@ -22,7 +22,11 @@ Centroid initialisations (Han et al. 2016, Sec. 3.2, compare the first three):
   their weight;
 * ``'kmeans++'``: greedy D^2 seeding (Arthur & Vassilvitskii 2007; ``2 + ln k`` candidates
   per step, as scikit-learn does), computed per interval from the prefix sums, so seeding
-  costs O(k^2 log n) rather than O(nk).
+  costs O(k^2 log n) rather than O(nk);
+* ``'optimal'``: not a start for Lloyd but the exact optimum, by dynamic programming on the
+  host (:mod:`wsjax.sharing.kmeans_optimal`; Wang & Song 2011, Grønlund et al. 2017): the
+  least inertia any clustering of the data can have, the floor the heuristics above are
+  measured against (``benchmarks/kmeans.py``).
 
 ``weights`` (e.g. a pruning mask) make masked-out values invisible to the clustering while
 keeping every shape static under ``jit``.
@@ -46,7 +50,7 @@ from jax import lax
 
 from wsjax import checks
 
-INITS = ("linear", "density", "random", "kmeans++")
+INITS = ("linear", "density", "random", "kmeans++", "optimal")
 
 
 class KMeansResult(NamedTuple):
@@ -57,7 +61,8 @@ class KMeansResult(NamedTuple):
       assignments: int32 array of ``x``'s shape; ``centroids[assignments]`` is the nearest
         centroid of every value (ties at a midpoint go to the lower centroid).
       inertia: ``sum(weights * (x - centroids[assignments])**2)``.
-      iterations: the number of Lloyd iterations run (of the best run when ``n_init > 1``).
+      iterations: the number of Lloyd iterations run (of the best run when ``n_init > 1``;
+        0 for ``init='optimal'``, which runs none).
     """
 
     centroids: jax.Array
@@ -466,7 +471,9 @@ def kmeans_1d(
     Args:
       x: real array of any shape; every entry is one point.
       k: number of centroids (static under ``jit``).
-      init: one of :data:`INITS`.
+      init: one of :data:`INITS`. ``'optimal'`` returns the exact optimum instead
+        (:func:`wsjax.sharing.kmeans_optimal.kmeans_1d_optimal`, on the host; ``key``,
+        ``max_iter``, ``tol`` and ``n_init`` are checked but play no part).
       key: PRNG key, required for ``'random'`` and ``'kmeans++'``.
       weights: non-negative per-point weights of ``x``'s shape (a 0/1 pruning mask leaves
         the pruned points out of the clustering); default all ones.
@@ -487,16 +494,21 @@ def kmeans_1d(
     shape = jnp.shape(x)
     if size is not None:
         checks.positive_int(size, "size")
-    flat, w, n = _padded(x, weights, size)
     n_init = checks.positive_int(n_init, "n_init")
     n_init = n_init if init in ("random", "kmeans++") else 1
     tol = checks.number(tol, "tol", lo=0.0)
+    if init == "optimal":
+        from wsjax.sharing import kmeans_optimal  # it builds on this module
+
+        return kmeans_optimal._run(x, weights, int(k), size)
+    flat, w, n = _padded(x, weights, size)
     r = _kmeans_1d(flat, w, key, jnp.int32(max_iter), jnp.float32(tol), k=int(k), init=init, n_init=n_init)
     return r._replace(assignments=r.assignments[:n].reshape(shape))
 
 
 def init_centroids(x, k: int, *, init: str = "linear", key=None, weights=None) -> jax.Array:
-    """The ``(k,)`` ascending initial centroids that :func:`kmeans_1d` would start from."""
+    """The ``(k,)`` ascending initial centroids that :func:`kmeans_1d` would start from
+    (for ``init='optimal'``: the optimal centroids, which Lloyd would not move)."""
     # Zero Lloyd iterations: the same compiled function as the clustering itself.
     return kmeans_1d(x, k, init=init, key=key, weights=weights, max_iter=0).centroids
 
