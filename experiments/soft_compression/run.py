@@ -141,25 +141,7 @@ def run(cfg: config.Config, dataset: str, seed: int, out: str) -> list[dict]:
     return rows
 
 
-def chosen(args, parser=None) -> config.Config:
-    """The config of the parsed args: full or quick, restricted to ``--models``."""
-    cfg = config.quick() if args.quick else config.full()
-    try:
-        return cfg.only(args.models) if args.models else cfg
-    except ValueError as e:
-        if parser is None:
-            raise
-        parser.error(str(e))
-
-
 def main(argv=None) -> list[dict]:
-    parser = []
-
-    def add(p):
-        parser.append(p)
-        p.add_argument("--models", nargs="+", choices=config.MODELS, default=None,
-                       help="run only these models (default: all of the config's)")
-
-    args = study.parse_args("soft_compression", "Soft weight-sharing compression (Ullrich et al. 2017)",
-                            argv=argv, models=lambda a: chosen(a, parser[0]).models, add_arguments=add)
-    return run(chosen(args), args.dataset, args.seed, args.out)
+    args, cfg = study.parse_args_with_models("soft_compression", "Soft weight-sharing compression (Ullrich et al. "
+                                             "2017)", config.full, config.quick, config.MODELS, argv=argv)
+    return run(cfg, args.dataset, args.seed, args.out)

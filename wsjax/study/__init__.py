@@ -17,11 +17,11 @@ Run one with ``wsjax run <name> [--quick] [--seed N] [--out DIR]`` or
 ``python -m experiments.<name>`` from a checkout.
 """
 
-from wsjax.study.args import ROOT, default_out, parse_args, study_folder
+from wsjax.study.args import ROOT, default_out, parse_args, parse_args_with_models, study_folder
 from wsjax.study.files import store_and_reload
 from wsjax.study.nets import (
     DENSE_EPOCHS, LOOP, QUICK_EPOCHS, QUICK_TRAIN_EXAMPLES, check_input, dense_config, loop_for, model_by_name,
     baseline_store, pretrained, splits, train_val,
 )
-from wsjax.study.report import fmt, markdown_table, mean_std, pyplot, write_results, write_section
+from wsjax.study.report import fmt, markdown_table, mean_std, pyplot, t_interval, write_results, write_section
 from wsjax.study.units import run_units

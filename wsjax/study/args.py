@@ -75,3 +75,28 @@ def parse_args(name: str, description: str, argv=None, models=(), default_datase
     except OSError as e:
         p.error(f"--out {args.out!r}: cannot create the folder ({e.strerror or e})")
     return args
+
+
+def parse_args_with_models(name: str, description: str, full, quick, models, argv=None, **kwargs):
+    """:func:`parse_args` plus ``--models M [M ...]`` (names from ``models``), which restricts
+    the chosen config (``quick()`` with ``--quick``, else ``full()``) with its ``only``
+    method; an unknown combination ends in one ``error:`` line. Returns ``(args, config)``."""
+    parsers = []
+
+    def add(p):
+        parsers.append(p)
+        p.add_argument("--models", nargs="+", choices=tuple(models), default=None,
+                       help="run only these models (default: all of the config's)")
+        if kwargs.get("add_arguments") is not None:
+            kwargs["add_arguments"](p)
+
+    def chosen(a):
+        cfg = quick() if a.quick else full()
+        try:
+            return cfg.only(a.models) if a.models else cfg
+        except ValueError as e:
+            parsers[0].error(str(e))
+
+    rest = {k: v for k, v in kwargs.items() if k != "add_arguments"}
+    args = parse_args(name, description, argv=argv, models=lambda a: chosen(a).models, add_arguments=add, **rest)
+    return args, chosen(args)

@@ -16,19 +16,21 @@ from wsjax import data as data_
 from wsjax.results import Store
 
 #: The dense reference recipe (Adam, cosine decay from 1e-3 to 1e-5, batch 100) per model.
-DENSE_EPOCHS = {"lenet300100": 30, "lenet5": 12}
-#: The epoch loop per model on XLA:CPU, as measured by benchmarks/epoch_loop.py (a scan over
-#: conv steps is several times slower there); other backends choose by measuring ('auto').
-LOOP = {"lenet300100": "scan", "lenet5": "python"}
+DENSE_EPOCHS = {"lenet300100": 30, "lenet5": 12, "mlp2x1200": 30}
+#: The epoch loop per model on XLA:CPU, as measured by benchmarks/epoch_loop.py (with
+#: wsjax.nn's convolutions a scanned LeNet-5 epoch is faster than the Python loop too);
+#: other backends choose by measuring ('auto').
+LOOP = {"lenet300100": "scan", "lenet5": "scan"}
 QUICK_EPOCHS = {"lenet300100": 2, "lenet5": 1}
 QUICK_TRAIN_EXAMPLES = 10_000
 
 
 def model_by_name(name: str):
-    """A reference model (``lenet300100``, ``lenet5``) as a Flax linen module."""
-    from wsjax.models import LeNet5, LeNet300100
+    """A reference model (``lenet300100``, ``lenet5``, ``mlp2x1200``: Hinton et al.'s 2015
+    784-1200-1200-10 MNIST net) as a Flax linen module."""
+    from wsjax.models import MLP, LeNet5, LeNet300100
 
-    table = {"lenet300100": LeNet300100, "lenet5": LeNet5}
+    table = {"lenet300100": LeNet300100, "lenet5": LeNet5, "mlp2x1200": lambda: MLP((1200, 1200, 10))}
     if name not in table:
         raise ValueError(f"unknown model {name!r}; known: {sorted(table)}")
     return table[name]()

@@ -74,6 +74,16 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
+def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """``(mean, sample std, half-width of the 95 % Student-t interval of the mean)``; the
+    half-width is NaN for a single value."""
+    from scipy import stats
+
+    m, s = mean_std(values)
+    n = len(values)
+    return m, s, (float(stats.t.ppf(0.975, n - 1)) * s / float(np.sqrt(n)) if n > 1 else float("nan"))
+
+
 def pyplot():
     """matplotlib.pyplot on the non-interactive Agg backend."""
     import matplotlib
