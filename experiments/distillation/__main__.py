@@ -1,0 +1,4 @@
+"""``python -m experiments.distillation [--quick]``: the distillation study (see ``config``)."""
+from experiments.distillation.run import main
+
+main()
