@@ -12,8 +12,8 @@ def test_list_names_studies_stages_transforms_and_codecs(capsys):
     out = capsys.readouterr().out
     from wsjax.study import discover
 
-    assert discover.studies() == ["baseline", "deep_compression", "hashednets", "lecun89", "soft_compression",
-                                  "soft_sharing"]
+    assert discover.studies() == ["baseline", "deep_compression", "distillation", "hashednets", "lecun89",
+                                  "lottery", "soft_compression", "soft_sharing"]
     for name in (*discover.studies(), "prune", "quantize", "hashing_pool", "low_rank", "tying"):
         assert name in out
 

@@ -10,6 +10,7 @@ to prune <https://arxiv.org/abs/1710.01878>`_, 2017.
 
 from wsjax.pruning.gradual import GradualPruningState, gradual_pruning
 from wsjax.pruning.keep import keep_pruned
+from wsjax.pruning import lottery
 from wsjax.pruning.magnitude import (
     SCOPES,
     density,

@@ -1,0 +1,3 @@
+from experiments.lottery.run import main
+
+main()
