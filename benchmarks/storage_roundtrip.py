@@ -41,7 +41,7 @@ from wsjax.models.lenet import LeNet5, LeNet300100
 from wsjax.study import markdown_table, write_section
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "RESULTS.md")
+RESULTS = os.environ.get("WSJAX_BENCH_RESULTS") or os.path.join(HERE, "RESULTS.md")
 COMMITTED = os.path.join(HERE, "..", "experiments", "results", "deep_compression")
 SECTION = "storage round trip"
 

@@ -75,7 +75,7 @@ HAN_KEPT = {
 #: retraining epochs after each pruning step and the Adam peak rate.
 FULL = {
     "lenet300100": dict(levels=(4.0, 2.0, 1.5, 1.0, 0.8), prune_epochs=6, prune_lr=1e-3),
-    "lenet5": dict(levels=(3.0, 2.0, 1.4, 1.0, 0.85, 0.6, 0.4), prune_epochs=1, prune_lr=5e-4),
+    "lenet5": dict(levels=(3.0, 2.0, 1.4, 1.0, 0.85, 0.6, 0.4), prune_epochs=5, prune_lr=5e-4),
 }
 QUICK = {
     "lenet300100": dict(levels=(1.0,), prune_epochs=1, prune_lr=1e-3),
