@@ -242,6 +242,22 @@ def _windows(padded: np.ndarray, start: int, size: int, max_length: int) -> np.n
     return windows
 
 
+def _walk_lanes(windows: np.ndarray, table_length: np.ndarray, p: np.ndarray,
+                lane_end: np.ndarray) -> np.ndarray | None:
+    """Every lane's codeword starts from ``p`` until it has left its own chunk (ends at
+    ``lane_end``), 8 steps at a time: ``(lanes, steps)``; ``None`` if a lane inside its chunk
+    is stuck on an invalid codeword."""
+    rows = [p]
+    while True:
+        for _ in range(8):
+            p = p + table_length[windows[p]]
+            rows.append(p)
+        if (p >= lane_end).all():
+            return np.stack(rows, axis=1)
+        if ((p == rows[-2]) & (p < lane_end)).any():
+            return None
+
+
 def _lane_starts(windows: np.ndarray, table_length: np.ndarray, size: int,
                  chunk: int) -> np.ndarray | None:
     """The codeword starts reachable from local bit 0 (those below ``size``, in order), by
@@ -250,17 +266,10 @@ def _lane_starts(windows: np.ndarray, table_length: np.ndarray, size: int,
     n_lanes = -(-size // chunk)
     lane_start = np.arange(n_lanes, dtype=np.int64) * chunk
     lane_end = np.minimum(lane_start + chunk, size)
-    p = lane_start
-    rows = [p]
-    while True:  # every lane walks until it has left its own chunk
-        for _ in range(8):
-            p = p + table_length[windows[p]]
-            rows.append(p)
-        if (p >= lane_end).all():
-            break
-        if ((p == rows[-2]) & (p < lane_end)).any():  # stuck on an invalid codeword
-            return None
-    walked = np.stack(rows, axis=1)  # (lanes, steps): lane k's path along row k
+    walked = _walk_lanes(windows, table_length, lane_start, lane_end)  # lane k's path: row k
+    if walked is None:
+        return None
+    p = walked[:, -1]  # where each lane stopped
     n_steps = walked.shape[1]
     past = walked >= lane_end[:, None]
     visited = np.zeros(windows.size, dtype=bool)  # positions lanes visited in their own chunk
@@ -331,16 +340,9 @@ def _offset_starts(windows: np.ndarray, table_length: np.ndarray, size: int, chu
     home = np.arange(n_lanes, dtype=np.int64) // max_length  # each lane's chunk
     lane_end = np.minimum((home + 1) * chunk, size)
     p = np.minimum(home * chunk + np.arange(n_lanes, dtype=np.int64) % max_length, size)
-    rows = [p]
-    while True:  # every lane walks until it has left its own chunk
-        for _ in range(8):
-            p = p + table_length[windows[p]]
-            rows.append(p)
-        if (p >= lane_end).all():
-            break
-        if ((p == rows[-2]) & (p < lane_end)).any():  # stuck on an invalid codeword
-            return None
-    walked = np.stack(rows, axis=1)  # (lanes, steps)
+    walked = _walk_lanes(windows, table_length, p, lane_end)  # (lanes, steps)
+    if walked is None:
+        return None
     past = walked >= lane_end[:, None]
     exit_at = walked[np.arange(n_lanes), past.argmax(axis=1)]
     # The lane a lane hands over to: the next chunk's lane at its exit's offset.
