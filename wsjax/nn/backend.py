@@ -41,6 +41,7 @@ def compiler_options(backend: str | None = None) -> dict | None:
 
 
 def on_platform(cpu, default, *args):
-    """``cpu(*args)`` when lowered for CPU, ``default(*args)`` elsewhere (one branch survives
-    lowering for a single platform; both return the same shapes and dtypes)."""
+    """``cpu(*args)`` when lowered for CPU, ``default(*args)`` elsewhere (both branches are in
+    the lowered module under a platform index that XLA folds to a constant, so the other
+    branch costs nothing; both must return the same shapes and dtypes)."""
     return lax.platform_dependent(*args, cpu=cpu, default=default)
