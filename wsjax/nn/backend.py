@@ -2,7 +2,7 @@
 
 On XLA:CPU (jax 0.10) convolutions are handed to YNNPACK by default, and on a 2-core x86
 machine its convolutions measured 2-3x slower than XLA's own Eigen kernels (LeNet-5's second
-convolution: forward 4.9 vs 2.5 ms, weight gradient 8.6 vs 5.1 ms; ``benchmarks/conv_ops.py``).
+convolution: forward 4.9 vs 2.5 ms, weight gradient 8.6 vs 5.1 ms, jitted side by side; whole epochs: ``benchmarks/epoch_loop.py``).
 :func:`compiler_options` turns YNNPACK off for convolutions only, for one jitted function,
 without a global flag; :func:`on_platform` picks an op's CPU or portable version at lowering
 time, so one traced model runs its fast CPU path on CPU and the plain lax op on GPU and TPU.
