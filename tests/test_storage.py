@@ -162,6 +162,35 @@ def test_save_load(tmp_path):
     assert_bit_exact(params, storage.load(str(path)))
 
 
+def test_load_checks_the_expected_model(tmp_path):
+    """``like=``: a file of another model (here written as one) is refused, naming the layer."""
+    import jax
+
+    params = lenet_300_100()
+    path = tmp_path / "lenet.wsjax"
+    storage.save(path, params)
+    assert_bit_exact(params, storage.load(path, like=params))
+    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+    assert_bit_exact(params, storage.load(path, like=shapes))  # shapes and dtypes are enough
+    renamed = {("Dense_9" if k == "Dense_2" else k): v for k, v in params.items()}
+    with pytest.raises(StorageError, match=r"lenet.wsjax: .*missing \['Dense_9/kernel', 'Dense_9/bias'\]"
+                       r".*not expected \['Dense_2/kernel', 'Dense_2/bias'\]"):
+        storage.load(path, like=renamed)
+    wider = jax.tree.map(lambda x: x, params)
+    wider["Dense_2"]["kernel"] = np.zeros((100, 11), np.float32)
+    with pytest.raises(StorageError, match=r"'Dense_2/kernel': shape \(100, 10\) in the file, \(100, 11\)"):
+        storage.load(path, like=wider)
+    half = jax.tree.map(lambda x: x.astype(np.float16), params)
+    with pytest.raises(StorageError, match=r"dtype float32 in the file, float16 expected"):
+        storage.load(path, like=half)
+    flat = {"Dense_0/kernel": np.eye(3, dtype=np.float32)}
+    data = storage.encode(flat)
+    with pytest.raises(StorageError, match="stores a flat mapping, the expected model is nested"):
+        storage.decode(data, like={"Dense_0": {"kernel": flat["Dense_0/kernel"]}})
+    with pytest.raises(TypeError, match="leaf 'Dense_0/kernel' is a list"):
+        storage.decode(data, like={"Dense_0/kernel": [1.0]})
+
+
 # ----------------------------------------------------------------------------- sparse format
 
 

@@ -17,6 +17,10 @@ with or without a recomputed CRC-32. What each kind must give:
   a dtype of the same item size, a hashed shape or seed within the limits, random bytes
   anywhere; CRC recomputed): StorageError, or a well-formed model within the limits.
 
+Every file that decodes is decoded again with ``like=`` the original model: then *every*
+mutation, the undetectable ones included, is a StorageError, the original model, or a model
+of its structure (a value edit).
+
 Every decode must finish with one of these, never another exception; all of them together
 in under 30 s.
 """
@@ -440,11 +444,12 @@ def undetectable(rng, data, fields, version):
 # ----------------------------------------------------------------------------- checks
 
 
-def flat(tree, prefix=""):
+def flat(tree, prefix=()):
+    """``{key path as a tuple: leaf}``: a flat ``{'a/b': x}`` and a nested ``{'a': {'b': x}}``
+    are different models."""
     out = {}
     for k, v in tree.items():
-        path = f"{prefix}/{k}" if prefix else k
-        out.update(flat(v, path) if isinstance(v, dict) else {path: v})
+        out.update(flat(v, prefix + (k,)) if isinstance(v, dict) else {prefix + (k,): v})
     return out
 
 
@@ -477,7 +482,7 @@ def test_fuzzed_files_raise_storage_errors_or_decode_correctly():
     modes = {r["layer"]: r["modes"] for r in layouts["deep"] if r["kind"] == "record"}
     assert modes["Dense_3/kernel"][1] == 2 and modes["Dense_3/scale"] == [0]
     rng = np.random.default_rng(SEED)
-    outcomes, kinds = Counter(), Counter()
+    outcomes, kinds, with_like = Counter(), Counter(), Counter()
     seconds = 0.0
     for i in range(N_MUTATIONS):
         name = _pick(rng, sorted(files))
@@ -507,6 +512,18 @@ def test_fuzzed_files_raise_storage_errors_or_decode_correctly():
                 outcome = "same structure"
             else:
                 outcome = "other model"
+        if outcome in ("equal", "same structure", "other model"):  # expected-model check
+            try:
+                checked = storage.decode(mutated, like=originals[name])
+            except StorageError as e:
+                assert outcome == "other model", (i, name, category, outcome, str(e))
+                assert "expected" in str(e)
+                with_like["error"] += 1
+            else:
+                assert outcome != "other model" and equal(checked, out), (i, name, category, outcome)
+                with_like[outcome] += 1
+        else:
+            with_like["error"] += 1
         seconds += time.perf_counter() - start
         outcomes[category, outcome] += 1
         kinds[category_kind] += 1
@@ -518,6 +535,11 @@ def test_fuzzed_files_raise_storage_errors_or_decode_correctly():
             assert well_formed(out), (i, name)
     print(f"\n{N_MUTATIONS} mutated files decoded in {seconds:.1f} s: "
           + ", ".join(f"{c}/{o}: {n}" for (c, o), n in sorted(outcomes.items())))
+    print("decoded with like=the original model: " + ", ".join(f"{o}: {n}" for o, n in sorted(with_like.items())))
+    # With the expected model given, no file of another model gets through: every mutated
+    # file is an error, the original, or (value edits only) a model of its structure.
+    assert sum(with_like.values()) == N_MUTATIONS and set(with_like) <= {"error", "equal", "same structure"}
+    assert outcomes["undetectable", "other model"] > 0  # ... and there were such files
     assert sum(outcomes.values()) == N_MUTATIONS >= 1000
     assert seconds < 30
     for category in ("corrupt", "structural", "value", "undetectable"):

@@ -413,7 +413,7 @@ def _state_keys(groups: list[_Group]) -> list[str]:
 
 
 def decode(data: bytes, *, with_state: bool = False, max_elements: int | None = None,
-           limits: limits_.Limits | None = None):
+           limits: limits_.Limits | None = None, like: Any = None):
     """Decode bytes from :func:`encode` into nested dicts of NumPy arrays (bit exact).
 
     Decoding is bounded by :class:`~wsjax.storage.Limits` (see :mod:`wsjax.storage.limits`;
@@ -430,8 +430,16 @@ def decode(data: bytes, *, with_state: bool = False, max_elements: int | None = 
     ``select``-ed transform that is the inner state: the whole state is
     ``SharedParams({'rest': params with None at the group's leaves, 'inner':
     s.theta}, s.frozen)``. A file of plain weights has ``states == {}``.
+
+    ``like``: the model the file is expected to hold (a params pytree of arrays or
+    ``jax.ShapeDtypeStruct``). A file whose layer paths, shapes or dtypes differ from it
+    raises StorageError naming the first difference. This is the one check that catches a
+    self-consistent edit with a recomputed checksum (a renamed layer, another shape): such a
+    file is a valid file of another model, which no self-describing format can refuse.
     """
     parsed = _parse(data, _limits(limits, max_elements))
+    if like is not None:
+        tree.check_structure(parsed.arrays, parsed.is_flat, like)
     params = tree.unflatten(parsed.arrays, parsed.is_flat)
     if not with_state:
         return params
@@ -514,9 +522,10 @@ def save(path: str | os.PathLike, params: Any, **encode_options) -> SizeReport:
 
 
 def load(path: str | os.PathLike, *, with_state: bool = False, max_elements: int | None = None,
-         limits: limits_.Limits | None = None):
+         limits: limits_.Limits | None = None, like: Any = None):
     """Read a file written by :func:`save`; StorageError if it is not exactly such a file,
-    or if it decodes to more than the limits allow (see :func:`decode`).
+    if it decodes to more than the limits allow, or if it does not hold the model ``like``
+    (paths, shapes, dtypes; see :func:`decode`).
 
     Returns the params (nested dicts of NumPy arrays, like the model's), or ``(params,
     states)`` with ``with_state=True`` (see :func:`decode`).
@@ -524,6 +533,6 @@ def load(path: str | os.PathLike, *, with_state: bool = False, max_elements: int
     with open(path, "rb") as f:
         data = f.read()
     try:
-        return decode(data, with_state=with_state, max_elements=max_elements, limits=limits)
+        return decode(data, with_state=with_state, max_elements=max_elements, limits=limits, like=like)
     except StorageError as e:
         raise StorageError(f"{os.fspath(path)}: {e}") from None

@@ -70,3 +70,50 @@ def unflatten(arrays: Mapping[str, np.ndarray], is_flat: bool) -> dict:
             raise StorageError(f"layer path {path!r} appears twice or names a group")
         node[leaf] = array
     return root
+
+
+def structure(like: Any) -> tuple[dict[str, tuple[tuple[int, ...], np.dtype]], bool]:
+    """``({path: (shape, dtype)}, is_flat)`` of a params pytree whose leaves are anything
+    with ``.shape`` and ``.dtype`` (NumPy or JAX arrays, ``jax.ShapeDtypeStruct``), in the
+    paths :func:`flatten` gives; TypeError for anything else."""
+    if not isinstance(like, Mapping):
+        raise TypeError(f"like must be a mapping (nested dicts of arrays), got {type(like).__name__}")
+    is_flat = not any(isinstance(v, Mapping) for v in like.values())
+    out: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+
+    def visit(node: Mapping, prefix: str) -> None:
+        for key, value in node.items():
+            path = f"{prefix}/{key}" if prefix else str(key)
+            if isinstance(value, Mapping):
+                visit(value, path)
+            elif hasattr(value, "shape") and hasattr(value, "dtype"):
+                out[path] = (tuple(int(d) for d in value.shape), np.dtype(value.dtype))
+            else:
+                raise TypeError(f"like: leaf {path!r} is a {type(value).__name__}, not an array "
+                                "or a jax.ShapeDtypeStruct")
+
+    visit(like, "")
+    return out, is_flat
+
+
+def check_structure(arrays: Mapping[str, np.ndarray], is_flat: bool, like: Any) -> None:
+    """StorageError naming the first difference between a decoded file (``arrays``,
+    ``is_flat``) and the model ``like`` it was expected to hold: a missing or an extra
+    layer path, a shape, a dtype, or flat against nested."""
+    expected, like_flat = structure(like)
+    missing = [p for p in expected if p not in arrays]
+    extra = [p for p in arrays if p not in expected]
+    if missing or extra:
+        parts = ([f"missing {missing[:3]}" + (" ..." if len(missing) > 3 else "")] if missing else []) + (
+            [f"not expected {extra[:3]}" + (" ..." if len(extra) > 3 else "")] if extra else [])
+        raise StorageError(f"the file does not hold the expected model: layer paths {'; '.join(parts)}")
+    for path, (shape, dtype) in expected.items():
+        a = arrays[path]
+        if a.shape != shape:
+            raise StorageError(f"layer {path!r}: shape {a.shape} in the file, {shape} expected")
+        if a.dtype != dtype:
+            raise StorageError(f"layer {path!r}: dtype {a.dtype} in the file, {dtype} expected")
+    if is_flat != like_flat and len(expected) > 0 and any("/" in p for p in expected):
+        raise StorageError(
+            f"the file stores a {'flat' if is_flat else 'nested'} mapping, the expected model is "
+            f"{'flat' if like_flat else 'nested'}")

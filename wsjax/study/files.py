@@ -16,12 +16,13 @@ def store_and_reload(stored, path: str, score):
     and score the loaded params with ``score(params) -> accuracy``.
 
     Raises RuntimeError if the file's size differs from its size report or, for plain
-    params, if the loaded params differ in any bit. Returns
+    params, if the loaded params differ in any bit (StorageError if they differ in paths,
+    shapes or dtypes: the file is read back with ``like=stored``). Returns
     ``(report, loaded_params, file_accuracy, file_bytes)``; ``file_bytes`` is
     ``os.path.getsize(path)``, the number a study reports as ``stored_bytes``.
     """
     report = storage.save(path, stored)
-    loaded = storage.load(path)
+    loaded = storage.load(path, like=None if isinstance(stored, tuple) else stored)
     if not isinstance(stored, tuple):
         for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(stored), strict=True):
             if not np.array_equal(np.asarray(a), np.asarray(b)):
