@@ -9,8 +9,9 @@ device and runs either
 
 with no host round trip per step (losses are summed on the device and read once an epoch).
 
-``loop='auto'`` times both on the first epoch's shapes and keeps the faster one for the
-backend and step (cached per process); on XLA:CPU a scan over conv steps can be several
+``loop='auto'`` times both on the first epoch's own steps (a chunk of each mode compiles,
+the next is timed; shorter epochs time copies) and keeps the faster one for the backend
+and step (cached per process); on XLA:CPU a scan over conv steps can be several
 times slower than the loop, while small dense steps favour the scan (see
 ``benchmarks/epoch_loop.py``). Both modes compute the same updates.
 
@@ -306,6 +307,8 @@ def fit(
     options = wnn.compiler_options()  # XLA:CPU: convolutions on Eigen, not YNNPACK (wsjax.nn)
     jstep = jax.jit(step, donate_argnums=(0, 1), compiler_options=options)
     chunk = min(scan_chunk, num_batches)
+    if loop == "auto" and num_batches >= 4:  # short epochs: chunks small enough to measure in one
+        chunk = min(chunk, num_batches // 4)
 
     def scan_chunk_fn(theta, opt_state, x, y, idx_chunk):
         def body(carry, idx):
@@ -355,10 +358,33 @@ def fit(
             chunk,
             id(loss_fn),
         )
-        mode = _AUTO_CHOICE.get(sig) or _AUTO_CHOICE.setdefault(
-            sig, _measure(run_python, run_scan, theta, opt_state, batches_for(0), chunk)
-        )
-    runner = run_scan if mode == "scan" else run_python
+        mode = _AUTO_CHOICE.get(sig)
+        if mode is None and (num_batches < 4 or start_epoch >= epochs):
+            mode = _AUTO_CHOICE.setdefault(
+                sig, _measure(run_python, run_scan, theta, opt_state, batches_for(0), chunk))
+    runners = {"scan": run_scan, "python": run_python}
+
+    def run_measuring(theta, opt_state, batches, lo, hi):
+        """The first epoch of an unmeasured ``loop='auto'``: its own first four chunks time
+        the modes (a chunk of each compiles and warms, the next is timed), the faster one
+        runs the rest. Training steps, not copies: measuring costs one extra compile."""
+        nonlocal mode
+        total, losses, times = jnp.zeros((), jnp.float32), [], {}
+        b = lo
+        for name in ("python", "scan"):
+            for timed in (False, True):
+                jax.block_until_ready(total)
+                t0 = time.perf_counter()
+                theta, opt_state, s, chunk_losses = runners[name](theta, opt_state, batches, b, b + chunk)
+                total = total + s
+                jax.block_until_ready(total)
+                if timed:
+                    times[name] = time.perf_counter() - t0
+                losses += chunk_losses
+                b += chunk
+        mode = _AUTO_CHOICE.setdefault(sig, min(times, key=times.get))
+        theta, opt_state, rest, rest_losses = runners[mode](theta, opt_state, batches, b, hi)
+        return theta, opt_state, total + rest, losses + rest_losses
 
     log_file = open(log_path, "a") if log_path else None
     bar = tqdm(
@@ -376,7 +402,9 @@ def fit(
             start = (theta, opt_state) if on_nonfinite == "raise" else None
             if start is not None:  # the steps donate their inputs: keep the epoch's start
                 start = jax.tree.map(lambda a: jnp.array(a, copy=True), start)
+            runner = run_measuring if mode is None else runners[mode]
             theta, opt_state, total, losses = runner(theta, opt_state, batches, 0, num_batches)
+            runner = runners[mode]  # a replay of a bad epoch (below) uses the chosen mode
             total = float(total)  # the epoch's one read of the device
             finite_steps, bad = num_batches, 0
             if not np.isfinite(total):
