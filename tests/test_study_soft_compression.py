@@ -155,3 +155,26 @@ def test_report_compares_with_deep_compression_rows_of_the_same_dense_net(smoke)
                     "Same pruned net, two quantizers", "Deep Compression k-means, fc 4 bits | 52.00"):
         assert section in md
     assert "999.0x" not in md and "45.0x" in md
+
+
+def test_across_seeds_verdict_follows_the_paired_differences():
+    """The pre-registered rule: the 95 % t-interval of (best soft - best DC) per seed."""
+    from experiments.soft_compression import report_dc
+
+    def seed(soft_alone, soft_pruned, dc, drop=0.2):
+        views = [{"model": "m", "method": "soft", "start": None, "compression": soft_alone, "drop_points": drop},
+                 {"model": "m", "method": "soft+dc", "start": {"x": 1}, "compression": soft_pruned,
+                  "drop_points": drop},
+                 {"model": "m", "method": "soft far", "start": None, "compression": 99.0, "drop_points": 3.0}]
+        return views, [{"model": "m", "compression": dc, "drop_points": drop}]
+
+    wins = report_dc.seeds_section({0: seed(20, 26, 24), 1: seed(21, 27, 24.5), 2: seed(19, 26.5, 24.2)}, 0.5)
+    assert "| m | 3 (0: +2.0, 1: +2.5, 2: +2.3) | 20.0 +- 1.0x | 26.5 +- 0.5x | 24.2 +- 0.3x |" in wins
+    assert wins.rstrip().endswith("| soft beats DC |")
+    mixed = report_dc.seeds_section({0: seed(20, 26, 24), 1: seed(20, 22, 24), 2: seed(20, 25, 24)}, 0.5)
+    assert mixed.rstrip().endswith("| undecided |")
+    # nothing within the budget scores 1.0x (the dense net), not the 99x run 3 points down
+    lost = report_dc.seeds_section({s: seed(20, 22, 30, drop=0.6 if s else 0.2) for s in range(3)}, 0.5)
+    assert "(0: -8.0, 1: +0.0, 2: +0.0)" in lost and "undecided" in lost
+    one = report_dc.seeds_section({0: seed(20, 26, 24)}, 0.5)
+    assert "one seed: no interval" in one

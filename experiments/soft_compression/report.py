@@ -155,10 +155,13 @@ def plot(views: list[dict], rows: list[dict], dc: list[dict], out: str) -> None:
     plt.close(fig)
 
 
-def write(rows: list[dict], cfg, out: str, dataset: str, seed: int) -> str:
+def write(rows: list[dict], cfg, out: str, dataset: str, seed: int, by_seed: dict | None = None) -> str:
     views = [view(r) for r in rows]
     dc = report_dc.points(cfg, dataset, seed)
-    md = [choose(views, cfg.budget), recipe(views, cfg)] + [pi_zero_effect(views, m) for m in cfg.models]
+    md = [choose(views, cfg.budget)]
+    if by_seed:
+        md.append(report_dc.seeds_section(by_seed, cfg.budget))
+    md += [recipe(views, cfg)] + [pi_zero_effect(views, m) for m in cfg.models]
     md.append("\nPer-layer byte accounting of each file: `artifacts/<key>.layers.md` beside its "
               "`artifacts/<key>.wsjax` (the `file` column). "
               "test_accuracy is the accuracy of the model loaded back from the file.\n")

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import jax
 
-from experiments.soft_compression import config, report
+from experiments.soft_compression import config, report, report_dc
 from wsjax import compress, storage, study
 from wsjax.compress import soft
 from wsjax.results import Store, config_key
@@ -137,8 +137,20 @@ def run(cfg: config.Config, dataset: str, seed: int, out: str) -> list[dict]:
         return f"test accuracy {row['test_accuracy']:.4f}, {row['compression']:.1f}x"
 
     rows = study.run_units(store, cfg.units(dataset, seed), compute, describe=describe, summary=summary)
-    print(report.write(rows, cfg, out, dataset, seed))
+    print(report.write(rows, cfg, out, dataset, seed, by_seed=seeds_done(store, cfg, dataset, seed, rows)))
     return rows
+
+
+def seeds_done(store: Store, cfg: config.Config, dataset: str, seed: int, rows: list[dict]) -> dict:
+    """``{seed: (views, Deep Compression points)}`` for this run's seed and every other of
+    ``cfg.seeds`` whose units are all in the store (``--seed N`` adds one)."""
+    got = {seed: rows}
+    for other in cfg.seeds:
+        if other != seed:
+            done = [store.get(u) for u in cfg.units(dataset, other)]
+            if done and all(done):
+                got[other] = done
+    return {s: ([report.view(r) for r in rs], report_dc.points(cfg, dataset, s)) for s, rs in got.items()}
 
 
 def main(argv=None) -> list[dict]:
