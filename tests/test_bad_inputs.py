@@ -21,6 +21,7 @@ import optax
 import pytest
 
 from wsjax import checks, compress, data, penalties, pruning, sharing, storage, study
+from wsjax.storage import StorageError
 from wsjax.models import MLP, LeNet5, lecun89_net
 from wsjax.sharing.kmeans import kmeans_1d
 from wsjax.train import NonFiniteLossError, classifier, fit
@@ -177,6 +178,13 @@ ROWS = [
     ("storage: bad encoding regex", lambda: storage.encode(PARAMS, encoding={"(": "raw"}), ValueError, "'('"),
     ("storage: save into a missing folder",
      lambda: storage.save(TMP["path"] / "nowhere" / "m.wsjax", PARAMS), FileNotFoundError, "nowhere"),
+    ("storage: a file of another model (like=)",
+     lambda: storage.decode(storage.encode(PARAMS), like={**PARAMS, "Dense_1": {
+         "kernel": np.zeros((3, 4), np.float32), "bias": np.zeros(2, np.float32)}}),
+     StorageError, "(3, 4)"),
+    ("storage: like= with a non-array leaf",
+     lambda: storage.decode(storage.encode(PARAMS), like={"Dense_0": {"kernel": "w", "bias": 0}}),
+     TypeError, "'Dense_0/kernel'"),
     # the training engine
     ("fit: float labels", lambda: _fit(y=_Y.astype(np.float32)), TypeError, "float32"),
     ("fit: label = num_classes", lambda: _fit(y=_with(_Y, 5, 3)), ValueError, "to 3"),
