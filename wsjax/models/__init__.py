@@ -5,3 +5,4 @@ from wsjax.models.lenet import MLP, LeNet5, LeNet300100, equal_size_widths, mlp_
 from wsjax.models.local import LocallyConnected2D
 from wsjax.models.lecun89 import LocalNet, Net1, Net2, lecun89_net
 from wsjax.models.dynamic import DynamicNet
+from wsjax.models.vit import ViT, deep_mlp, vit_params

@@ -27,10 +27,12 @@ QUICK_TRAIN_EXAMPLES = 10_000
 
 def model_by_name(name: str):
     """A reference model (``lenet300100``, ``lenet5``, ``mlp2x1200``: Hinton et al.'s 2015
-    784-1200-1200-10 MNIST net) as a Flax linen module."""
-    from wsjax.models import MLP, LeNet5, LeNet300100
+    784-1200-1200-10 MNIST net; ``deep_mlp``: 784-256x8-10; ``vit``: the small ViT of
+    :mod:`wsjax.models.vit`) as a Flax linen module."""
+    from wsjax.models import MLP, LeNet5, LeNet300100, ViT, deep_mlp
 
-    table = {"lenet300100": LeNet300100, "lenet5": LeNet5, "mlp2x1200": lambda: MLP((1200, 1200, 10))}
+    table = {"lenet300100": LeNet300100, "lenet5": LeNet5, "mlp2x1200": lambda: MLP((1200, 1200, 10)),
+             "deep_mlp": deep_mlp, "vit": ViT}
     if name not in table:
         raise ValueError(f"unknown model {name!r}; known: {sorted(table)}")
     return table[name]()
