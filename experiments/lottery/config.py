@@ -7,9 +7,9 @@ an ``artifacts/<key>.npz`` of masks per row and a ``<key>.theta.npz`` per dense 
 config, so a killed run resumes at the first unfinished one (``--models lenet300100`` runs
 one model; the report covers every model the store has rows for).
 
-Cost on the shared 2-core CPU (load 6-9, measured on one dense training each): LeNet-300-100
-about 80 s a training (4 s an epoch plus compilation) x 174 trainings = about 4 h; LeNet-5
-about 6-12 min a training (45-90 s an epoch) x 135 trainings = 13-27 h. ``--quick``: under a
+Cost on the shared 2-core CPU: LeNet-300-100 33 s a training on average (measured over the
+first 94 of the full run's 174, beside one other study) = about 1.6 h; LeNet-5 was measured
+at 6-12 min a training (45-90 s an epoch, load 6-9, before wsjax.nn) x 135 trainings = 13-27 h. ``--quick``: under a
 minute (57 s measured at load 6).
 
 Recipe (Frankle & Carbin's, on 2 CPU cores): Adam at 1.2e-3 (constant), batch 60, the first
