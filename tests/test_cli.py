@@ -13,8 +13,9 @@ def test_list_names_studies_stages_transforms_and_codecs(capsys):
     from wsjax.study import discover
 
     assert discover.studies() == ["baseline", "deep_compression", "distillation", "hashednets", "lecun89",
-                                  "lottery", "soft_compression", "soft_sharing"]
-    for name in (*discover.studies(), "prune", "quantize", "hashing_pool", "low_rank", "tying"):
+                                  "lottery", "redundancy", "soft_compression", "soft_sharing"]
+    for name in (*discover.studies(), "prune", "quantize", "hashing_pool", "low_rank", "tying", "shared_basis",
+                 "predicted"):
         assert name in out
 
 

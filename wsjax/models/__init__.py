@@ -6,3 +6,4 @@ from wsjax.models.local import LocallyConnected2D
 from wsjax.models.lecun89 import LocalNet, Net1, Net2, lecun89_net
 from wsjax.models.dynamic import DynamicNet
 from wsjax.models.vit import ViT, deep_mlp, vit_params
+from wsjax.models.factored import FactoredLeNet5, FactoredMLP, factor_params

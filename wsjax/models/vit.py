@@ -37,6 +37,10 @@ def deep_mlp(width: int = 256, hidden_layers: int = 8, classes: int = 10) -> MLP
 class Block(nn.Module):
     """A pre-LayerNorm transformer block: x + MHSA(LN(x)), then x + MLP(LN(x)).
 
+    The query, key, value and output projections are plain ``width x width`` Dense kernels
+    (heads are a reshape of their outputs), so every kernel of a block is a matrix whose rows
+    are its inputs: the view low rank, a shared basis or a codebook takes of a leaf.
+
     The attention weights are sown as ``intermediates/attention`` (shape ``(batch, heads,
     tokens, tokens)``) when the caller asks for them with ``mutable=['intermediates']``:
     MiniViT's attention distillation (:func:`wsjax.distill.attention_map_loss`) reads them.
@@ -49,12 +53,14 @@ class Block(nn.Module):
     @nn.compact
     def __call__(self, x):
         h = nn.LayerNorm(name="LayerNorm_0")(x)
-        q, k, v = (nn.DenseGeneral((self.heads, self.width // self.heads), name=n)(h) for n in ("query", "key", "value"))
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(jnp.float32(self.width // self.heads))
+        b, n, _ = h.shape
+        dh = self.width // self.heads
+        q, k, v = (nn.Dense(self.width, name=name)(h).reshape(b, n, self.heads, dh) for name in ("query", "key", "value"))
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(jnp.float32(dh))
         attention = nn.softmax(logits, axis=-1)
         self.sow("intermediates", "attention", attention)
-        out = jnp.einsum("bhqk,bkhd->bqhd", attention, v)
-        x = x + nn.DenseGeneral(self.width, axis=(-2, -1), name="out")(out)
+        out = jnp.einsum("bhqk,bkhd->bqhd", attention, v).reshape(b, n, self.width)
+        x = x + nn.Dense(self.width, name="out")(out)
         h = nn.LayerNorm(name="LayerNorm_1")(x)
         h = nn.Dense(self.mlp_ratio * self.width, name="mlp_in")(h)
         return x + nn.Dense(self.width, name="mlp_out")(nn.gelu(h))

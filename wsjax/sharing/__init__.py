@@ -20,6 +20,22 @@ from wsjax.sharing.hashing import HashSpec, hash_indices, hashed, hashed_take, h
 from wsjax.sharing.lowrank import low_rank, low_rank_leaves, rank_for_budget, svd_factors
 from wsjax.sharing.random_edges import random_edges, random_edges_leaves
 from wsjax.sharing.tying import tied, tying
+from wsjax.sharing.predicted import (
+    KernelDictionary,
+    MatrixDictionary,
+    denil_first_layer,
+    fraction_predicted,
+    predicted,
+    predicted_leaves,
+)
+from wsjax.sharing.shared_basis import (
+    equal_budget_ranks,
+    joint_reconstruction_error,
+    per_layer_reconstruction_error,
+    shared_basis,
+    shared_basis_leaves,
+    shared_rank_for_budget,
+)
 from wsjax.sharing.mask import apply_masks, check_masks, mask_counts, masked
 from wsjax.sharing.codebook import (
     CodebookFrozen,

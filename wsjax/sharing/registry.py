@@ -19,7 +19,9 @@ from wsjax.sharing.hashing import hashed
 from wsjax.sharing.lowrank import low_rank
 from wsjax.sharing.mask import masked
 from wsjax.sharing.paths import KERNELS
+from wsjax.sharing.predicted import denil_first_layer
 from wsjax.sharing.random_edges import random_edges
+from wsjax.sharing.shared_basis import shared_basis
 from wsjax.sharing.tying import tied
 
 
@@ -81,3 +83,8 @@ register("random_edges", random_edges, lambda layers: random_edges(0.5))
 register("tying", tied, lambda layers: tied(layers[1:3]))
 register("tying_scale_shift", lambda layers, **kw: tied(layers, multiplex="scale_shift", **kw),
          lambda layers: tied(layers[1:3], multiplex="scale_shift"))
+register("shared_basis", shared_basis,  # Dense_1, Dense_2 kernels share one basis; Dense_0's alone
+         lambda layers: shared_basis([[f"{layers[1]}/kernel", f"{layers[2]}/kernel"],
+                                      [f"{layers[0]}/kernel"]], rank={0: 4, 1: 3}))
+register("predicted", denil_first_layer,  # Dense_0 (12 inputs, a 3x4 image) from half its rows
+         lambda layers: denil_first_layer((3, 4), 0.5, layer=layers[0]))

@@ -113,6 +113,10 @@ register(weights)
 register(hashing)
 register(low_rank)
 register(tying)
+from wsjax.storage.codecs import shared_basis  # noqa: E402
+register(shared_basis)
+from wsjax.storage.codecs import predicted  # noqa: E402
+register(predicted)
 
 __all__ = ["Group", "Row", "get", "groups_of", "names", "register", "rows", "stores_weights",
            "unregister"]
