@@ -16,12 +16,12 @@ from wsjax import data as data_
 from wsjax.results import Store
 
 #: The dense reference recipe (Adam, cosine decay from 1e-3 to 1e-5, batch 100) per model.
-DENSE_EPOCHS = {"lenet300100": 30, "lenet5": 12, "mlp2x1200": 30}
+DENSE_EPOCHS = {"lenet300100": 30, "lenet5": 12, "mlp2x1200": 30, "deep_mlp": 30, "vit": 10}
 #: The epoch loop per model on XLA:CPU, as measured by benchmarks/epoch_loop.py (with
 #: wsjax.nn's convolutions a scanned LeNet-5 epoch is faster than the Python loop too);
 #: other backends choose by measuring ('auto').
-LOOP = {"lenet300100": "scan", "lenet5": "scan"}
-QUICK_EPOCHS = {"lenet300100": 2, "lenet5": 1}
+LOOP = {"lenet300100": "scan", "lenet5": "scan", "deep_mlp": "scan"}
+QUICK_EPOCHS = {"lenet300100": 2, "lenet5": 1, "mlp2x1200": 2, "deep_mlp": 2, "vit": 1}
 QUICK_TRAIN_EXAMPLES = 10_000
 
 

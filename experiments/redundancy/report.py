@@ -1,0 +1,343 @@
+"""The redundancy report: every number computed from the rows, the decision rules of
+``config`` applied to them, the papers' numbers beside ours."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from wsjax import study
+from wsjax.study import t_interval
+
+#: Denil et al. 2013 (MNIST): "more than 95 % of the weights predicted without any drop in accuracy"
+DENIL_PREDICTED = 0.95
+
+
+
+
+def _of(rows, kind):
+    return [r for r in rows if r["config"]["kind"] == kind]
+
+
+def _cell(values):
+    m, s, h = t_interval(values)
+    return f"{m:.4f} +- {s:.4f}" + ("" if math.isnan(h) else f" [{m - h:.4f}, {m + h:.4f}]")
+
+
+def _pm(values):
+    m, s, _ = t_interval(values)
+    return f"{m:.4f} +- {s:.4f}"
+
+
+# ----------------------------------------------------------------------------- analysis
+
+
+def analysis_section(rows) -> str:
+    rows = _of(rows, "analysis")
+    if not rows:
+        return ""
+    out = ["## Spectra: how low-rank is each trained layer?\n",
+           "Effective rank (Roy & Vetterli 2007) and the ranks holding 90 % / 99 % of each kernel's squared "
+           "singular values, mean over seeds (kernels viewed as inputs x outputs; `spectra.png`).\n",
+           "| model | layer | shape | max rank | effective rank | rank 90 % | rank 99 % |", "|---|---|---|---|---|---|---|"]
+    by_model = {}
+    for r in rows:
+        by_model.setdefault(r["config"]["model"], []).append(r)
+    for m, rs in by_model.items():
+        for layer, info in rs[0]["layers"].items():
+            vals = [x["layers"][layer] for x in rs]
+            out.append(f"| {m} | {layer} | {'x'.join(map(str, info['shape']))} | {info['max_rank']} | "
+                       f"{np.mean([v['effective_rank'] for v in vals]):.1f} | "
+                       f"{np.mean([v['energy_rank_90'] for v in vals]):.1f} | "
+                       f"{np.mean([v['energy_rank_99'] for v in vals]):.1f} |")
+    out.append("")
+    red = [(m, rs) for m, rs in by_model.items() if rs[0]["redundancy"]]
+    if red:
+        out += ["## Within vs between layers, in the trained weights\n",
+                "For same-shape layers: the fraction of a layer's squared Frobenius norm kept by its own best "
+                "rank-r subspace (`self`), by the top-r subspace of the *other* layers of its group (input side "
+                "`others_in`, output side `others_out`; each other layer scaled to unit norm) and by a random "
+                "r-dim subspace (r/n). Means over the group's layers and the seeds. Rule (config): the others "
+                "explain a layer *as well as itself* when others >= 0.9 self; *not at all* when others is within "
+                "0.02 of the random baseline.\n",
+                "| model | group | rank | self | others_in | others_out | random | verdict |",
+                "|---|---|---|---|---|---|---|---|"]
+        for m, rs in red:
+            for g, info in rs[0]["redundancy"].items():
+                label = _group_label(info["paths"])
+                for rank in rs[0]["config"]["ranks"]:
+                    cells = [t for x in rs for t in x["redundancy"][g]["table"] if t["rank"] == rank]
+                    s, i, o, b = (float(np.mean([c[k] for c in cells]))
+                                  for k in ("self", "others_in", "others_out", "random_baseline"))
+                    best = max(i, o)
+                    verdict = ("as well as itself" if best >= 0.9 * s else
+                               "not at all" if best <= b + 0.02 else f"{(best - b) / max(s - b, 1e-12):.0%} of the way")
+                    out.append(f"| {m} | {label} | {rank} | {s:.3f} | {i:.3f} | {o:.3f} | {b:.3f} | {verdict} |")
+        out.append("")
+        out += ["Adjacent layers of a group: mean matched-filter |cosine| (units matched one to one by the "
+                "Hungarian algorithm) and linear CKA of their outputs on validation images (mean over seeds).\n",
+                "| model | group | matched-filter cosine | CKA of adjacent outputs |", "|---|---|---|---|"]
+        for m, rs in red:
+            for g, info in rs[0]["redundancy"].items():
+                cos = np.mean([np.mean(x["redundancy"][g]["adjacent_matched_cosine"]) for x in rs])
+                out.append(f"| {m} | {_group_label(info['paths'])} | {cos:.3f} | {_adjacent_cka(rs, info['paths'])} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _group_label(paths) -> str:
+    first, last = paths[0], paths[-1]
+    return f"{first} .. {last} ({len(paths)})"
+
+
+def _adjacent_cka(rs, paths) -> str:
+    modules = ["/".join(p.split("/")[:-1]) for p in paths]
+    vals = []
+    for x in rs:
+        names = x["cka_layers"]
+        idx = [names.index(m) for m in modules if m in names]
+        vals += [x["cka"][a][b] for a, b in zip(idx, idx[1:])]
+    return f"{np.mean(vals):.3f}" if vals else "n/a (not captured)"
+
+
+def plot_spectra(rows, path) -> None:
+    rows = [r for r in _of(rows, "analysis") if r["config"]["seed"] == min(x["config"]["seed"] for x in
+                                                                           _of(rows, "analysis"))]
+    if not rows:
+        return
+    plt = study.pyplot()
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.5 * len(rows), 3.6), squeeze=False)
+    for ax, r in zip(axes[0], rows):
+        for layer, info in r["layers"].items():
+            s = np.asarray(info["singular_values"])
+            ax.semilogy(np.arange(1, len(s) + 1), s / s[0], label=layer, lw=1)
+        ax.set_title(f"{r['config']['model']} (seed {r['config']['seed']})")
+        ax.set_xlabel("index")
+        ax.set_ylabel("singular value / largest")
+        ax.grid(alpha=0.3)
+        if len(r["layers"]) <= 10:
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- basis
+
+
+def _by(rows, *keys):
+    out = {}
+    for r in rows:
+        out.setdefault(tuple(r["config"][k] for k in keys), []).append(r)
+    return out
+
+
+def basis_verdicts(rows) -> dict:
+    """``{model: (answer, [(budget, diff mean, half-width, verdict)])}`` by the config's rule."""
+    cells = _by(_of(rows, "basis"), "model", "budget", "arm")
+    out = {}
+    for model in dict.fromkeys(k[0] for k in cells):
+        per_budget = []
+        for budget in sorted({k[1] for k in cells if k[0] == model}, reverse=True):
+            shared = {r["config"]["seed"]: r["test_accuracy"] for r in cells.get((model, budget, "shared"), [])}
+            layer = {r["config"]["seed"]: r["test_accuracy"] for r in cells.get((model, budget, "per_layer"), [])}
+            seeds = sorted(set(shared) & set(layer))
+            if not seeds:
+                continue
+            m, _, h = t_interval([shared[s] - layer[s] for s in seeds])
+            verdict = "tied" if math.isnan(h) else ("beats" if m - h > 0 else "loses" if m + h < 0 else "tied")
+            per_budget.append((budget, m, h, verdict, len(seeds)))
+        v = [p[3] for p in per_budget]
+        answer = ("yes" if v and "loses" not in v and "beats" in v else
+                  "no" if "loses" in v and "beats" not in v else "mixed")
+        out[model] = (answer, per_budget)
+    return out
+
+
+def basis_section(rows) -> str:
+    rs = _of(rows, "basis")
+    if not rs:
+        return ""
+    out = ["## Cross-layer basis against per-layer SVD at equal stored bytes\n",
+           "Each trained net's group of same-shape kernels factored at a budget (the group's parameters at "
+           "1/2 .. 1/16 of its size): per-layer SVD (`per_layer`, each kernel U_l V_l) or one shared basis B "
+           "with a C_l per layer (`shared`, rank chosen so it never stores more parameters), then all free "
+           "parameters fine-tuned; accuracies are the nets read back from their `.wsjax` files, bytes the "
+           "files' sizes. Mean +- std over seeds [95 % t-interval].\n",
+           "| model | budget | arm | stored bytes | group params | test acc. factored | test acc. fine-tuned |",
+           "|---|---|---|---|---|---|---|"]
+    for (m, b, arm), cell in sorted(_by(rs, "model", "budget", "arm").items(), key=lambda kv: (kv[0][0], -kv[0][1], kv[0][2])):
+        out.append(f"| {m} | 1/{round(1 / b)} | {arm} | {np.mean([r['stored_bytes'] for r in cell]):,.0f} | "
+                   f"{cell[0]['group_params']:,} / {cell[0]['group_dense_params']:,} | "
+                   f"{_pm([r['test_accuracy_factored'] for r in cell])} | {_cell([r['test_accuracy'] for r in cell])} |")
+    out.append("")
+    out += ["Paired by seed (same trained net), shared - per-layer test accuracy after fine-tuning, and the "
+            "config's rule (beats / loses when the 95 % interval excludes 0):\n",
+            "| model | budget | shared - per-layer | 95 % interval | verdict | seeds |", "|---|---|---|---|---|---|"]
+    verdicts = basis_verdicts(rows)
+    for m, (answer, per_budget) in verdicts.items():
+        for b, d, h, v, n in per_budget:
+            iv = "n/a" if math.isnan(h) else f"[{d - h:+.4f}, {d + h:+.4f}]"
+            out.append(f"| {m} | 1/{round(1 / b)} | {d:+.4f} | {iv} | {v} | {n} |")
+    out.append("")
+    out += [f"* **{m}: {answer}**" for m, (answer, _) in verdicts.items()]
+    out.append("")
+    return "\n".join(out)
+
+
+def plot_basis(rows, path) -> None:
+    rs = _of(rows, "basis")
+    if not rs:
+        return
+    plt = study.pyplot()
+    models = list(dict.fromkeys(r["config"]["model"] for r in rs))
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), squeeze=False)
+    for ax, m in zip(axes[0], models):
+        for arm, marker in (("per_layer", "o"), ("shared", "s")):
+            cells = sorted(((b, c) for (mm, b, a), c in _by(rs, "model", "budget", "arm").items()
+                            if mm == m and a == arm), key=lambda t: t[0])
+            if not cells:
+                continue
+            x = [np.mean([r["stored_bytes"] for r in c]) for _, c in cells]
+            stats = [t_interval([r["test_accuracy"] for r in c]) for _, c in cells]
+            ax.errorbar(x, [s[0] for s in stats], yerr=[0 if math.isnan(s[2]) else s[2] for s in stats],
+                        marker=marker, capsize=3, label=arm.replace("_", "-") + " (fine-tuned)")
+        dense = np.mean([r["dense_test_accuracy"] for r in rs if r["config"]["model"] == m])
+        ax.axhline(dense, color="gray", ls="--", lw=1, label="trained dense net")
+        ax.set_xscale("log")
+        ax.set_xlabel("stored bytes (file size)")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(m)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- denil
+
+
+def denil_answers(rows) -> dict:
+    """``{(model, dictionary): (largest fraction predicted within 1 point, its mean drop)}``."""
+    cells = _by(_of(rows, "denil"), "model", "dictionary", "seen")
+    out = {}
+    for (m, d, f), cell in cells.items():
+        if d is None:
+            continue
+        dense = cells.get((m, None, 1.0))
+        if not dense:
+            continue
+        drop = np.mean([r["test_accuracy"] for r in dense]) - np.mean([r["test_accuracy"] for r in cell])
+        frac = cell[0]["fraction_predicted"]
+        best = out.get((m, d))
+        if drop <= 0.01 and (best is None or frac > best[0]):
+            out[(m, d)] = (frac, float(drop))
+        elif best is None:
+            out.setdefault((m, d), None)
+    return out
+
+
+def denil_section(rows) -> str:
+    rs = _of(rows, "denil")
+    if not rs:
+        return ""
+    out = ["## Denil: predicting the first layer\n",
+           "The first layer's kernel W = U V with only V (the weights at a random fraction of the input pixels) "
+           "learned and the rest predicted by kernel ridge regression: a squared-exponential kernel over pixel "
+           "positions (`se`) or the inputs' empirical covariance (`empirical`, Denil's data-driven kernel); "
+           "trained from scratch with the dense recipe. Test accuracy of the net read back from its file, mean "
+           "+- std over seeds [95 % t-interval].\n",
+           "| model | dictionary | pixels seen | first layer predicted | free params | stored bytes | test accuracy | drop |",
+           "|---|---|---|---|---|---|---|---|"]
+    cells = _by(rs, "model", "dictionary", "seen")
+    for (m, d, f), cell in sorted(cells.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), -kv[0][2])):
+        dense = cells.get((m, None, 1.0))
+        drop = (np.mean([r["test_accuracy"] for r in dense]) - np.mean([r["test_accuracy"] for r in cell])) if dense else float("nan")
+        out.append(f"| {m} | {d or 'dense'} | {f:g} | {cell[0]['fraction_predicted']:.1%} | "
+                   f"{cell[0]['free_params']:,} | {np.mean([r['stored_bytes'] for r in cell]):,.0f} | "
+                   f"{_cell([r['test_accuracy'] for r in cell])} | {drop:+.4f} |")
+    out.append("")
+    out.append(f"Decision rule: the largest fraction of the first layer predicted with a mean drop of at most 1 point. "
+               f"Denil et al. (MNIST): more than {DENIL_PREDICTED:.0%} predicted with no drop.\n")
+    for (m, d), best in sorted(denil_answers(rows).items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        out.append(f"* {m}, {d}: " + ("no predicted fraction within 1 point" if best is None else
+                                      f"**{best[0]:.1%}** predicted (drop {best[1] * 100:+.2f} points)"))
+    out.append("")
+    return "\n".join(out)
+
+
+def plot_denil(rows, path) -> None:
+    rs = _of(rows, "denil")
+    if not rs:
+        return
+    plt = study.pyplot()
+    models = list(dict.fromkeys(r["config"]["model"] for r in rs))
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), squeeze=False)
+    cells = _by(rs, "model", "dictionary", "seen")
+    for ax, m in zip(axes[0], models):
+        for d in dict.fromkeys(k[1] for k in cells if k[0] == m and k[1] is not None):
+            pts = sorted(((c[0]["fraction_predicted"], t_interval([r["test_accuracy"] for r in c]))
+                          for (mm, dd, f), c in cells.items() if mm == m and dd == d), key=lambda t: t[0])
+            ax.errorbar([p[0] for p in pts], [p[1][0] for p in pts],
+                        yerr=[0 if math.isnan(p[1][2]) else p[1][2] for p in pts], marker="o", capsize=3, label=d)
+        dense = cells.get((m, None, 1.0))
+        if dense:
+            acc = np.mean([r["test_accuracy"] for r in dense])
+            ax.axhline(acc, color="gray", ls="--", lw=1, label="dense")
+            ax.axhline(acc - 0.01, color="gray", ls=":", lw=1, label="dense - 1 point")
+        ax.set_xlabel("fraction of the first layer predicted")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(m)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- write
+
+
+def write(rows: list[dict], cfg, out: str, dataset: str) -> str:
+    from experiments.redundancy import factored_report
+
+    plot_spectra(rows, os.path.join(out, "spectra.png"))
+    plot_basis(rows, os.path.join(out, "basis.png"))
+    plot_denil(rows, os.path.join(out, "denil.png"))
+    body = "\n".join(s for s in (analysis_section(rows), basis_section(rows), denil_section(rows),
+                                 factored_report.bottleneck_section(rows), factored_report.denton_section(rows),
+                                 answer_section(rows)) if s)
+    table_rows = [{"kind": r["config"]["kind"], "model": r["config"]["model"], "seed": r["config"]["seed"],
+                   "setting": _setting(r["config"]), "test_accuracy": r["test_accuracy"],
+                   "stored_bytes": r.get("stored_bytes", ""), "seconds": r.get("seconds", "")} for r in rows]
+    return study.write_results(out, "redundancy", dataset, cfg.quick, table_rows, extra_md=body,
+                               columns=("kind", "model", "seed", "setting", "test_accuracy", "stored_bytes", "seconds"))
+
+
+def _setting(c: dict) -> str:
+    k = c["kind"]
+    if k == "basis":
+        return f"{c['arm']} 1/{round(1 / c['budget'])}"
+    if k == "denil":
+        return f"{c['dictionary'] or 'dense'} seen {c['seen']:g}"
+    if k == "bottleneck":
+        return f"{c['arm']} K={c['rank']}"
+    if k == "denton":
+        return f"{c['layer']} {c['rank']}"
+    return ""
+
+
+def answer_section(rows) -> str:
+    verdicts = basis_verdicts(rows)
+    if not verdicts:
+        return ""
+    lines = ["## The notes' question: is there capacity redundancy between layers?\n"]
+    for m, (answer, per_budget) in verdicts.items():
+        parts = ", ".join(f"1/{round(1 / b)}: {v} ({d * 100:+.2f} points)" for b, d, h, v, n in per_budget)
+        lines.append(f"* **{m}: {answer}** by the pre-registered rule (shared basis vs per-layer SVD at equal "
+                     f"stored bytes, after fine-tuning; {parts}).")
+    lines.append("")
+    return "\n".join(lines)
