@@ -189,6 +189,13 @@ def test_load_checks_the_expected_model(tmp_path):
         storage.decode(data, like={"Dense_0": {"kernel": flat["Dense_0/kernel"]}})
     with pytest.raises(TypeError, match="leaf 'Dense_0/kernel' is a list"):
         storage.decode(data, like={"Dense_0/kernel": [1.0]})
+    # a like= that encode() would refuse matches no file, even one whose joined paths agree
+    w = np.ones((2, 3), np.float32)
+    nested = storage.encode({"a": {"b": {"c": w}}})
+    for bad, why in (({"a": {"b/c": w}}, "contains '/'"), ({"a": {"b": {"c": w}}, "extra": {}}, "empty mapping"),
+                     ({0: w}, "keys must be strings")):
+        with pytest.raises(TypeError, match=why):
+            storage.decode(nested, like=bad)
 
 
 # ----------------------------------------------------------------------------- sparse format

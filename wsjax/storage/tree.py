@@ -75,15 +75,23 @@ def unflatten(arrays: Mapping[str, np.ndarray], is_flat: bool) -> dict:
 def structure(like: Any) -> tuple[dict[str, tuple[tuple[int, ...], np.dtype]], bool]:
     """``({path: (shape, dtype)}, is_flat)`` of a params pytree whose leaves are anything
     with ``.shape`` and ``.dtype`` (NumPy or JAX arrays, ``jax.ShapeDtypeStruct``), in the
-    paths :func:`flatten` gives; TypeError for anything else."""
+    paths :func:`flatten` gives; TypeError for anything else, and for keys :func:`flatten`
+    refuses (not strings, a '/' inside a nested key, an empty sub-mapping)."""
     if not isinstance(like, Mapping):
         raise TypeError(f"like must be a mapping (nested dicts of arrays), got {type(like).__name__}")
     is_flat = not any(isinstance(v, Mapping) for v in like.values())
     out: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
 
     def visit(node: Mapping, prefix: str) -> None:
+        # the rules of flatten(): a like= that encode() would refuse cannot match a file
+        if not node and prefix:
+            raise TypeError(f"like: empty mapping at {prefix!r} (no file holds one)")
         for key, value in node.items():
-            path = f"{prefix}/{key}" if prefix else str(key)
+            if not isinstance(key, str):
+                raise TypeError(f"like: keys must be strings, got {key!r} under {prefix or 'the root'!r}")
+            if not is_flat and "/" in key:
+                raise TypeError(f"like: key {key!r} contains '/', which separates nested paths")
+            path = f"{prefix}/{key}" if prefix else key
             if isinstance(value, Mapping):
                 visit(value, path)
             elif hasattr(value, "shape") and hasattr(value, "dtype"):
