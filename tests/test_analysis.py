@@ -15,18 +15,17 @@ from wsjax.analysis import (
     explained_by_others,
     explained_by_self,
     hidden_representations,
-    kernel_ridge_predict,
     linear_cka,
     matched_filter_cosine,
     principal_angles,
     redundancy_table,
     singular_values,
     spectra,
-    squared_exponential_kernel,
     subspace_overlap,
     within_layer_predictability,
 )
 from wsjax.models import MLP, ViT
+from wsjax.sharing.predicted import se_kernel
 
 
 def rng(seed=0):
@@ -223,34 +222,12 @@ def test_hidden_representations_of_the_vit_in_execution_order_with_token_choices
 # ----------------------------------------------------------------------------- predictability
 
 
-def test_kernel_ridge_predict_matches_the_formula_interpolates_and_has_gradients():
-    t = np.linspace(0.0, 1.0, 12)
-    k = squared_exponential_kernel(t, 0.3)
-    alpha = np.array([0, 3, 5, 8, 11])
-    values = rng(17).normal(size=(5, 2, 3))
-    with jax.enable_x64(True):
-        got = np.asarray(kernel_ridge_predict(k, alpha, values, 0.1))
-        chex.assert_shape(got, (12, 2, 3))
-        expected = k[:, alpha] @ np.linalg.solve(k[np.ix_(alpha, alpha)] + 0.1 * np.eye(5), values.reshape(5, 6))
-        np.testing.assert_allclose(got.reshape(12, 6), expected, rtol=1e-10)
-        exact = np.asarray(kernel_ridge_predict(k, alpha, values, 0.0))
-        np.testing.assert_allclose(exact[alpha], values, atol=1e-8)  # ridge 0 interpolates
-        f = jax.jit(lambda kern, v, lam: kernel_ridge_predict(kern, alpha, v, lam))
-        np.testing.assert_allclose(np.asarray(f(k, values, 0.1)), got, rtol=1e-12)
-        check_grads(f,
-                    (jnp.asarray(k), jnp.asarray(values), 0.1), order=1, modes=["rev"])
-    with pytest.raises(ValueError, match="one row per index"):
-        kernel_ridge_predict(k, alpha, values[:4], 0.1)
-    with pytest.raises(ValueError, match="ridge"):
-        kernel_ridge_predict(k, alpha, values, -1.0)
-
-
 def test_a_smooth_layer_is_predicted_much_better_than_noise():
     t = np.linspace(0.0, 1.0, 100)
     phase = rng(18).uniform(0, 2 * np.pi, size=8)
     smooth = np.sin(2 * np.pi * np.outer(t, np.arange(1, 9) / 4) + phase)
     noise = rng(19).normal(size=(100, 8))
-    k = squared_exponential_kernel(t, 0.1)
+    k = se_kernel(t[:, None], 0.1)
     key = jax.random.key(3)
     good = within_layer_predictability(smooth, 0.3, k, 1e-6, key)
     bad = within_layer_predictability(noise, 0.3, k, 1e-6, key)

@@ -20,8 +20,6 @@ from wsjax.analysis.representations import DEFAULT_MODULES, hidden_representatio
 from wsjax.analysis.predictability import (
     explained_by_others,
     explained_by_self,
-    kernel_ridge_predict,
     redundancy_table,
-    squared_exponential_kernel,
     within_layer_predictability,
 )

@@ -7,11 +7,11 @@ With ``alpha`` the indices of the observed rows, ``W_alpha`` their values and ``
 
     W_hat = K[:, alpha] (K[alpha, alpha] + ridge I)^{-1} W_alpha.
 
-:func:`kernel_ridge_predict` is that formula in JAX (jittable, differentiable in the
-kernel and the values: a trainable "predicted parameters" transform can use it as its
-``apply``); :func:`within_layer_predictability` is the relative error
-``||W_held - W_hat_held||_F / ||W_held||_F`` on the rows left out of a random ``fraction``.
-:func:`squared_exponential_kernel` is the kernel Denil et al. use for pixel positions.
+:func:`within_layer_predictability` is the relative error
+``||W_held - W_hat_held||_F / ||W_held||_F`` on the rows left out of a random ``fraction``;
+the formula and the squared-exponential kernel Denil et al. use for pixel positions are those
+of the trainable transform, :mod:`wsjax.sharing.predicted` (``ridge_dictionary``,
+``se_kernel``, ``pixel_coordinates``).
 
 **Between layers, at equal parameters**: take ``m`` layers of one shape, ``W_1 .. W_m``
 (``n x c``). A rank-``r`` subspace costs the same whether it comes from the layer itself or
@@ -32,7 +32,7 @@ basis shared across layers (one subspace for all) loses little against per-layer
 ``others`` near the baseline means the layers use unrelated directions; ``self`` near the
 baseline means the layer is not low-rank to begin with.
 
-Host-side NumPy in float64, except :func:`kernel_ridge_predict`.
+Host-side NumPy in float64.
 
 References: Denil, Shakibi, Dinh, Ranzato & de Freitas, `Predicting Parameters in Deep
 Learning <https://arxiv.org/abs/1306.0543>`_, 2013; Eckart & Young, `The approximation of
@@ -44,11 +44,11 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from wsjax import checks
 from wsjax.analysis.spectra import as_matrix
+from wsjax.sharing.predicted import ridge_dictionary
 
 SIDES = ("in", "out")
 
@@ -56,69 +56,17 @@ SIDES = ("in", "out")
 # ------------------------------------------------------------------- within a layer
 
 
-def kernel_ridge_predict(kernel, alpha, values, ridge):
-    """Kernel ridge prediction of all ``n`` rows from the rows ``alpha`` (Denil et al. 2013).
-
-    Args:
-      kernel: ``(n, n)`` symmetric positive semi-definite kernel over the rows.
-      alpha: ``(m,)`` int indices of the observed rows (distinct).
-      values: ``(m, ...)`` the observed rows' values, ``values[i]`` that of row ``alpha[i]``.
-      ridge: the ridge ``lambda >= 0`` added to ``K[alpha, alpha]``'s diagonal (a float or a
-        traced scalar; with 0 the kernel block must be invertible).
-
-    Returns:
-      ``(n, ...)``: ``K[:, alpha] (K[alpha, alpha] + ridge I)^{-1} values``. At the rows
-      ``alpha`` it equals ``values`` when ``ridge = 0``. Only the symmetric part of
-      ``K[alpha, alpha]`` is used (a Cholesky solve). Jittable; differentiable in
-      ``kernel``, ``values`` and ``ridge``. Shapes are checked (ValueError), values are not.
-    """
-    kernel, values = jnp.asarray(kernel), jnp.asarray(values)
-    alpha = jnp.asarray(alpha)
-    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]:
-        raise ValueError(f"kernel must be a square (n, n) matrix, got shape {kernel.shape}")
-    if alpha.ndim != 1 or not jnp.issubdtype(alpha.dtype, jnp.integer):
-        raise ValueError(f"alpha must be a 1-D int index array, got shape {alpha.shape} dtype {alpha.dtype}")
-    if values.ndim < 1 or values.shape[0] != alpha.shape[0]:
-        raise ValueError(f"values must have one row per index of alpha ({alpha.shape[0]}), got shape {values.shape}")
-    if not isinstance(ridge, jax.core.Tracer):
-        checks.number(ridge, "ridge", lo=0.0)
-    flat = _kernel_ridge(kernel, alpha, values.reshape(values.shape[0], -1), ridge)
-    return flat.reshape((kernel.shape[0],) + values.shape[1:])
-
-
-@jax.jit
-def _kernel_ridge(kernel, alpha, values, ridge):
-    k_obs = kernel[alpha][:, alpha]
-    k_obs = 0.5 * (k_obs + k_obs.T)  # the solve reads one triangle: make every input's gradient exact
-    a = k_obs + ridge * jnp.eye(alpha.shape[0], dtype=k_obs.dtype)
-    return kernel[:, alpha] @ jax.scipy.linalg.solve(a, values, assume_a="pos")
-
-
-def squared_exponential_kernel(points, length_scale: float) -> np.ndarray:
-    """``K[i, j] = exp(-||x_i - x_j||^2 / (2 length_scale^2))`` for ``points`` (n x d) or (n,).
-
-    For a first layer on ``h x w`` images, ``points`` are the pixel coordinates of its rows,
-    e.g. ``np.stack(np.meshgrid(np.arange(h), np.arange(w), indexing='ij'), -1).reshape(-1, 2)``.
-    """
-    length_scale = checks.number(length_scale, "length_scale", lo=0.0, lo_open=True)
-    x = np.asarray(points, dtype=np.float64)
-    x = x[:, None] if x.ndim == 1 else x
-    if x.ndim != 2:
-        raise ValueError(f"points must be (n,) or (n, d), got shape {x.shape}")
-    d2 = np.sum((x[:, None, :] - x[None, :, :]) ** 2, axis=-1)
-    return np.exp(-d2 / (2.0 * length_scale**2))
-
-
 def within_layer_predictability(w, fraction: float, kernel, ridge: float, key) -> float:
     """Relative error of predicting the held-out rows of ``w`` from a random ``fraction``.
 
     ``w`` is read by :func:`wsjax.analysis.spectra.as_matrix` (rows: inputs). A random
     ``round(fraction * n)`` of its ``n`` rows (at least 1, at most ``n - 1``; the subset
-    drawn by ``jax.random.permutation(key, n)``) are observed, the rest predicted by
-    :func:`kernel_ridge_predict` ``(kernel, alpha, w[alpha], ridge)``, and the result is
-    ``||W_held - W_hat_held||_F / ||W_held||_F``: 0 is perfect, 1 is no better than
-    predicting zeros (above 1: worse, as for noise with a small ridge). :func:`kernel_ridge_predict` runs in float64 here
-    (``jax.enable_x64``): a smooth kernel's block is badly conditioned for a small ridge.
+    drawn by ``jax.random.permutation(key, n)``) are observed, the rest predicted as
+    ``U @ w[alpha]`` with ``U`` the ridge dictionary of
+    :func:`wsjax.sharing.predicted.ridge_dictionary` (the one implementation of the formula,
+    in float64: a smooth kernel's block is badly conditioned for a small ridge); the result
+    is ``||W_held - W_hat_held||_F / ||W_held||_F``: 0 is perfect, 1 is no better than
+    predicting zeros (above 1: worse, as for noise with a small ridge).
     """
     w = as_matrix(w)
     n = w.shape[0]
@@ -132,8 +80,7 @@ def within_layer_predictability(w, fraction: float, kernel, ridge: float, key) -
     m = min(max(int(round(fraction * n)), 1), n - 1)
     order = np.asarray(jax.random.permutation(key, n))
     alpha, held = np.sort(order[:m]), np.sort(order[m:])
-    with jax.enable_x64(True):
-        pred = np.asarray(kernel_ridge_predict(k, alpha, w[alpha], ridge))[held]
+    pred = (ridge_dictionary(k, alpha, ridge) @ w[alpha])[held]
     norm = np.linalg.norm(w[held])
     if norm == 0.0:
         raise ValueError("the held-out rows of w are all zero: the relative error is not defined")
