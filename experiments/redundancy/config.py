@@ -13,7 +13,10 @@ first 55,000 and keeps the last 5,000 for validation; every setting chosen, is c
 
 Parts, in the order the full run does them (the cheap and the acceptance-critical first):
 
-* ``analysis`` (no training): per-layer singular-value spectra and effective rank; for the
+* ``analysis`` (no training): per-layer singular-value spectra and effective rank; Denil's
+  within-layer predictability of the first layer (relative error of the held-out rows
+  predicted by kernel ridge regression over pixel positions from 5-50 % of them, against the
+  same layer with its rows shuffled); for the
   same-shape layers of the deep MLP (``Dense_1 .. Dense_7``) and the ViT (each leaf name across
   ``Block_0 .. Block_3``) the fraction of a layer's energy its own best rank-r subspace holds
   against the other layers' top-r subspace (input and output side) and a random subspace's r/n;
@@ -70,6 +73,21 @@ BASIS_GROUPS = {
     "vit": [[f"Block_{b}/{leaf}/kernel" for b in range(4)] for leaf in ("query", "key", "value", "out", "mlp_in",
                                                                          "mlp_out")],
 }
+
+#: the kernel whose rows are pixels, the image they come from, and the squared-exponential
+#: length scale (pixels) of Denil's within-layer prediction in the analysis part: fixed here
+#: before the run (3 on 28x28 inputs, as wsjax.sharing.predicted's default; 1 on a 5x5
+#: filter or a 7x7 patch)
+FIRST_LAYER = {"lenet300100": ("Dense_0/kernel", (28, 28), 3.0), "deep_mlp": ("Dense_0/kernel", (28, 28), 3.0),
+               "lenet5": ("Conv_0/kernel", (5, 5), 1.0), "vit": ("embed/kernel", (7, 7), 1.0)}
+#: the fractions of those rows seen when the rest are predicted, and the ridge: 1 (the
+#: kernel's diagonal), because the trained MLPs' first layers are far from smooth (their
+#: border pixels are always 0, so those rows keep their random initial values): with ridge
+#: 1e-3 the prediction overshoots (relative error 1.2-1.9 on seed 0's LeNet-300-100 at 10 %
+#: seen), with 0.1 or 1 it shrinks to ~0.8-0.94. Chosen on seed 0's LeNet-300-100 and deep MLP
+#: before the full run (an analysis of weights: no test data involved).
+PREDICT_FRACTIONS = (0.05, 0.1, 0.25, 0.5)
+PREDICT_RIDGE = 1.0
 
 
 @dataclasses.dataclass(frozen=True)

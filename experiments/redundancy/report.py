@@ -53,6 +53,22 @@ def analysis_section(rows) -> str:
                        f"{np.mean([v['energy_rank_90'] for v in vals]):.1f} | "
                        f"{np.mean([v['energy_rank_99'] for v in vals]):.1f} |")
     out.append("")
+    within = [(m, rs) for m, rs in by_model.items() if "within_layer" in rs[0]]
+    if within:
+        out += ["## Within a layer: Denil's prediction of the first layer from some of its rows\n",
+                "Relative error ||W_held - W_hat_held|| / ||W_held|| of the rows (input pixels) left out, predicted by "
+                "kernel ridge regression (squared-exponential kernel over the pixel positions, ridge 1) from a "
+                "random fraction of them; `shuffled`: the same layer with its rows permuted (the same numbers with "
+                "no spatial order). 0 is perfect, 1 no better than zeros. Mean over seeds.\n",
+                "| model | layer | length scale | " + " | ".join(f"seen {f:g}" for f in within[0][1][0]["within_layer"]["fractions"])
+                + " |", "|---|---|---|" + "---|" * len(within[0][1][0]["within_layer"]["fractions"])]
+        for m, rs in within:
+            w = rs[0]["within_layer"]
+            err = np.mean([r["within_layer"]["error"] for r in rs], axis=0)
+            shf = np.mean([r["within_layer"]["error_shuffled"] for r in rs], axis=0)
+            out.append(f"| {m} | {w['layer']} | {w['length_scale']:g} | "
+                       + " | ".join(f"{e:.3f} (shuffled {x:.3f})" for e, x in zip(err, shf)) + " |")
+        out.append("")
     red = [(m, rs) for m, rs in by_model.items() if rs[0]["redundancy"]]
     if red:
         out += ["## Within vs between layers, in the trained weights\n",

@@ -23,8 +23,9 @@ from wsjax.compress.train import retrain, with_theta
 from wsjax.results import Store
 from wsjax.sharing import SharedParams, count_params, flatten_paths, identity, low_rank
 from wsjax.sharing.lowrank import rank_for_compression
+from wsjax.analysis import within_layer_predictability
 from wsjax.sharing.predicted import (MatrixDictionary, choose_alpha, empirical_kernel, fraction_predicted,
-                                     kernel_spec, predicted, ridge_dictionary)
+                                     kernel_spec, pixel_coordinates, predicted, ridge_dictionary, se_kernel)
 from wsjax.sharing.shared_basis import shared_basis
 from wsjax.train import classifier, evaluate
 
@@ -77,6 +78,17 @@ def analysis_metrics(unit: dict, quick: bool) -> dict:
                   "max_rank": int(len(s)), "singular_values": [float(v) for v in s]}
               for p, s in spectra.items()}
     redundancy = {}
+    first, image, length_scale = config.FIRST_LAYER[unit["model"]]
+    coords = pixel_coordinates(image)
+    kernel = se_kernel(coords, length_scale)
+    w = kernels[first].reshape(len(coords), -1)
+    shuffled = w[np.random.default_rng(unit["seed"]).permutation(len(w))]  # same values, no spatial order
+    key = jax.random.key(unit["seed"])
+    ridge = config.PREDICT_RIDGE
+    within = {"layer": first, "length_scale": length_scale, "ridge": ridge, "fractions": list(config.PREDICT_FRACTIONS),
+              "error": [within_layer_predictability(w, f, kernel, ridge, key) for f in config.PREDICT_FRACTIONS],
+              "error_shuffled": [within_layer_predictability(shuffled, f, kernel, ridge, key)
+                                 for f in config.PREDICT_FRACTIONS]}
     for i, group in enumerate(config.BASIS_GROUPS.get(unit["model"], [])):
         ws = {p: kernels[p] for p in group}
         rows = analysis.redundancy_table(ws, unit["ranks"])
@@ -91,7 +103,7 @@ def analysis_metrics(unit: dict, quick: bool) -> dict:
     reps = analysis.hidden_representations(model, params, x, tokens="cls" if unit["model"] == "vit" else "mean")
     names = list(reps)
     cka = analysis.cka_matrix([reps[n] for n in names])
-    return {"layers": layers, "redundancy": redundancy, "cka_layers": names, "cka": np.asarray(cka).tolist(),
+    return {"layers": layers, "redundancy": redundancy, "within_layer": within, "cka_layers": names, "cka": np.asarray(cka).tolist(),
             "test_accuracy": accuracy(lambda p, x: model.apply({"params": p}, x), params, test)}
 
 
