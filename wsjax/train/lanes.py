@@ -11,6 +11,10 @@ The net is :func:`mlp`, a plain-function multilayer perceptron with logistic hid
 (Nowlan & Hinton's and Weigend et al.'s nets), whose params have Flax's layout
 (``{'Dense_i': {'kernel', 'bias'}}``) so path regexes (``include=r'kernel'``) select them.
 
+A random loss (``lane_trainer(..., loss_takes_key=True)``: ``loss(params, x, y, w, key)``)
+gets :func:`lane_step_key` ``(seed_key, step)`` at each full-batch step: the lanes of one
+seed share their keys (as they share data and initialisation), seeds differ.
+
 Reference: Nowlan & Hinton, `Simplifying Neural Networks by Soft Weight-Sharing
 <https://www.cs.toronto.edu/~hinton/absps/sunspots.pdf>`_, Neural Computation 1992.
 """
@@ -25,6 +29,7 @@ import numpy as np
 import optax
 
 from wsjax import nn as wnn
+from wsjax.train.loop import LOSS_KEY_STREAM
 
 LOSSES = ("bce", "mse")
 
@@ -67,18 +72,36 @@ def weighted_loss(kind: str, apply: Callable = mlp):
     return loss
 
 
-def _run(tx, loss, params, state, steps, x, y, w):
-    def step(carry, _):
+def lane_step_key(key: jax.Array, step) -> jax.Array:
+    """The key a ``loss_takes_key`` lane's loss gets at 0-based full-batch ``step`` (warm
+    steps first): ``fold_in(fold_in(key, LOSS_KEY_STREAM), step)`` of the seed's key, a
+    stream apart from the keys ``init(key)`` splits off. Jittable (``step`` may be traced)."""
+    return jax.random.fold_in(jax.random.fold_in(key, LOSS_KEY_STREAM), step)
+
+
+def _run(tx, loss, params, state, steps, x, y, w, key=None, start=0):
+    """``steps`` full-batch steps; with ``key``, the loss's fifth argument is
+    ``lane_step_key(key, t)`` for the steps' indices ``t = start, start + 1, ...``."""
+    if key is None:
+        def step(carry, _):
+            p, s = carry
+            updates, s = tx.update(jax.grad(loss)(p, x, y, w), s, p)
+            return (optax.apply_updates(p, updates), s), None
+
+        return jax.lax.scan(step, (params, state), None, length=steps)[0]
+
+    def keyed_step(carry, t):
         p, s = carry
-        updates, s = tx.update(jax.grad(loss)(p, x, y, w), s, p)
+        updates, s = tx.update(jax.grad(loss)(p, x, y, w, lane_step_key(key, t)), s, p)
         return (optax.apply_updates(p, updates), s), None
 
-    return jax.lax.scan(step, (params, state), None, length=steps)[0]
+    ts = start + jnp.arange(steps, dtype=jnp.int32)
+    return jax.lax.scan(keyed_step, (params, state), ts)[0]
 
 
 def lane_trainer(loss: Callable, init: Callable[[jax.Array], Any],
                  penalty: Callable[[jax.Array], optax.GradientTransformation], *, steps: int, warm: int,
-                 lr: float, probe: Callable[[Any], Any] = lambda state: ()):
+                 lr: float, probe: Callable[[Any], Any] = lambda state: (), loss_takes_key: bool = False):
     """A jitted ``train(keys, hypers, x, y, w)`` for ``S`` seeds x ``C`` settings.
 
     Per lane: ``params = init(key)``; ``warm`` full-batch steps of ``optax.adam(lr)`` on
@@ -90,18 +113,24 @@ def lane_trainer(loss: Callable, init: Callable[[jax.Array], Any],
     Returns ``(params, (params_on, probe_on), probe_end)`` with leading axes ``(S, C)``:
     the final params, the params and ``probe(penalty_state)`` when the penalty switched on,
     and ``probe`` of the final penalty state.
+
+    With ``loss_takes_key``, the loss is ``loss(params, x, y, w, key)`` with
+    :func:`lane_step_key` ``(keys[s], t)`` at step ``t`` (0-based, warm steps included).
     """
     if not 0 <= warm <= steps:
         raise ValueError(f"need 0 <= warm <= steps, got warm={warm}, steps={steps}")
+    if not isinstance(loss_takes_key, (bool, np.bool_)):
+        raise TypeError(f"loss_takes_key must be True or False, got {type(loss_takes_key).__name__}")
 
     def train_one(key, hyper, x, y, w):
         params = init(key)
+        loss_key = key if loss_takes_key else None
         plain = optax.adam(lr)
-        params, _ = _run(plain, loss, params, plain.init(params), warm, x, y, w)
+        params, _ = _run(plain, loss, params, plain.init(params), warm, x, y, w, loss_key)
         tx = optax.chain(penalty(hyper), optax.adam(lr))
         state = tx.init(params)
         switch_on = (params, probe(state[0]))
-        params, state = _run(tx, loss, params, state, steps - warm, x, y, w)
+        params, state = _run(tx, loss, params, state, steps - warm, x, y, w, loss_key, start=warm)
         return params, switch_on, probe(state[0])
 
     per_setting = jax.vmap(train_one, in_axes=(None, 0, None, None, None))

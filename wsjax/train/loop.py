@@ -34,6 +34,16 @@ anyway, is finite exactly when every step's loss is; only when it is not are the
 per-step losses (kept on the device) read to find the first bad step, and 'raise' replays
 the epoch from a copy of its starting state up to that step. 'skip' selects between the
 new and old state inside the jitted step (about a fifth slower on a small dense net).
+
+A loss may be random (dropout, stochastic binarisation as in Courbariaux et al.'s
+BinaryConnect, `arXiv:1511.00363 <https://arxiv.org/abs/1511.00363>`_, a layer applied a
+random number of times): ``fit(..., loss_takes_key=True)`` calls ``loss_fn(theta, x, y,
+key)`` with the step's key :func:`step_key` ``(seed, epoch, step)``, derived inside the
+jitted step from traced epoch and step counters, so it changes every step without a
+retrace or a host read, is the same under every ``loop``, and is recomputed, not stored, by
+a resumed run. The choice is an explicit keyword rather than a look at the loss's
+signature, which misreads ``functools.partial`` objects, lambdas with defaults and
+``*args`` wrappers. Evaluation is deterministic: ``eval_fn(theta, x, y)`` never gets a key.
 """
 
 from __future__ import annotations
@@ -57,6 +67,11 @@ from wsjax.train.sharding import DataParallel
 LOOPS = ("auto", "scan", "python")
 ON_NONFINITE = ("raise", "skip", "continue")
 _AUTO_CHOICE: dict[Any, str] = {}
+# The loss keys' stream: ``fold_in(key(seed), LOSS_KEY_STREAM)``, apart from the shuffles'
+# ``fold_in(key(seed), epoch)`` (an epoch index never reaches 2**32 - 1). Folding the step
+# straight into the shuffle key would reuse its bits: with JAX's partitionable threefry,
+# ``split(k) == [fold_in(k, 0), fold_in(k, 1)]``, the keys ``permutation(k)`` consumes.
+LOSS_KEY_STREAM = 2**32 - 1
 
 
 class TrainResult(NamedTuple):
@@ -80,6 +95,14 @@ class NonFiniteLossError(FloatingPointError):
         self.theta, self.opt_state, self.history = theta, opt_state, history
 
 
+def step_key(seed, epoch, step) -> jax.Array:
+    """The PRNG key :func:`fit` gives a ``loss_takes_key`` loss at 0-based ``epoch`` and
+    0-based ``step`` within it: ``fold_in(fold_in(fold_in(key(seed), LOSS_KEY_STREAM),
+    epoch), step)``. Jittable (``epoch`` and ``step`` may be traced int scalars)."""
+    root = jax.random.fold_in(jax.random.key(seed), LOSS_KEY_STREAM)
+    return jax.random.fold_in(jax.random.fold_in(root, epoch), step)
+
+
 def _check_data(name, data, allow_none=False):
     if data is None and allow_none:
         return None
@@ -95,9 +118,10 @@ def _check_data(name, data, allow_none=False):
     return x, y
 
 
-def _check_inputs(loss_fn, theta, x, y, batch_size):
+def _check_inputs(loss_fn, theta, x, y, batch_size, key=None):
     """Before training: the loss runs on a batch (``jax.eval_shape``, nothing computed) and
-    gives a scalar; inputs are finite; a classifier's labels are class indices in range."""
+    gives a scalar; inputs are finite; a classifier's labels are class indices in range.
+    ``key``: the key a ``loss_takes_key`` loss gets as its fourth argument."""
     classes = getattr(loss_fn, "classifier_apply", None)
     if classes is not None and not jnp.issubdtype(y.dtype, jnp.integer):
         raise TypeError(
@@ -106,10 +130,14 @@ def _check_inputs(loss_fn, theta, x, y, batch_size):
         )
     xb = jax.ShapeDtypeStruct((batch_size, *x.shape[1:]), x.dtype)
     yb = jax.ShapeDtypeStruct((batch_size, *y.shape[1:]), y.dtype)
+    args = (theta, xb, yb) if key is None else (theta, xb, yb, key)
     try:
-        out = jax.eval_shape(loss_fn, theta, xb, yb)
+        out = jax.eval_shape(loss_fn, *args)
     except Exception as e:  # shape errors come as TypeError, ValueError or Flax's own errors
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if isinstance(e, TypeError) and "positional argument" in first:  # a likely mismatch
+            first += (" (fit(..., loss_takes_key=True) calls loss_fn(theta, x, y, key); without "
+                      "it, loss_fn(theta, x, y))")
         raise (TypeError if isinstance(e, TypeError) else ValueError)(
             f"the loss does not run on training inputs of shape {tuple(x.shape)} (a batch of "
             f"{tuple(xb.shape)}, {x.dtype}) with targets of shape {tuple(y.shape)} ({y.dtype}): {first}"
@@ -180,8 +208,12 @@ def _finite(loss, grads) -> jax.Array:
     return ok
 
 
-def _make_step(loss_fn, optimizer, dp: DataParallel, skip_nonfinite: bool = False):
-    """One training step ``(theta, opt_state, x, y, idx) -> (theta, opt_state, loss)``.
+def _make_step(loss_fn, optimizer, dp: DataParallel, skip_nonfinite: bool = False, key_seed=None):
+    """One training step ``(theta, opt_state, x, y, idx, at) -> (theta, opt_state, loss)``.
+
+    With ``key_seed`` (an int) the loss is ``loss_fn(theta, xb, yb, key)`` with
+    ``key = step_key(key_seed, *at)``, ``at = (epoch, step)`` traced int scalars; without
+    it the loss is ``loss_fn(theta, xb, yb)`` and ``at`` is None.
 
     With ``skip_nonfinite`` a step whose loss or gradients are not all finite keeps the old
     parameters and optimizer state and reports its loss as NaN (so the epoch's per-step
@@ -189,9 +221,10 @@ def _make_step(loss_fn, optimizer, dp: DataParallel, skip_nonfinite: bool = Fals
     default checks cost nothing per step (see :func:`fit`).
     """
 
-    def step(theta, opt_state, x, y, idx):
+    def step(theta, opt_state, x, y, idx, at):
         xb, yb = dp.shard_batch(jnp.take(x, idx, axis=0)), dp.shard_batch(jnp.take(y, idx, axis=0))
-        loss, grads = jax.value_and_grad(loss_fn)(theta, xb, yb)
+        keys = () if key_seed is None else (step_key(key_seed, *at),)
+        loss, grads = jax.value_and_grad(loss_fn)(theta, xb, yb, *keys)
         updates, new_opt_state = optimizer.update(grads, opt_state, theta)
         new_theta = optax.apply_updates(theta, updates)
         if skip_nonfinite:
@@ -216,7 +249,7 @@ def _tree_finite(tree) -> bool:
 
 
 def fit(
-    loss_fn: Callable[[Any, jax.Array, jax.Array], jax.Array],
+    loss_fn: Callable[..., jax.Array],
     theta: Any,
     optimizer: optax.GradientTransformation,
     train,
@@ -236,16 +269,20 @@ def fit(
     data_parallel: bool | None = None,
     opt_state: Any = None,
     on_nonfinite: str = "raise",
+    loss_takes_key: bool = False,
 ) -> TrainResult:
     """Train ``theta`` to minimise ``loss_fn`` over ``train = (x, y)`` for ``epochs`` epochs.
 
     Args:
-      loss_fn: ``(theta, x_batch, y_batch) -> scalar``.
+      loss_fn: ``(theta, x_batch, y_batch) -> scalar``; with ``loss_takes_key``,
+        ``(theta, x_batch, y_batch, key) -> scalar``.
       theta: the free parameters (any pytree of float arrays).
       optimizer: any optax transformation; ``update(grads, state, theta)`` gets the params.
       train, eval: ``(x, y)`` host or device arrays; ``eval`` is scored with ``eval_fn``
-        (``(theta, x, y) -> dict`` of batch means) after every epoch.
-      seed: the shuffling seed; a run is a deterministic function of its arguments.
+        (``(theta, x, y) -> dict`` of batch means) after every epoch. Evaluation is
+        deterministic: ``eval_fn`` never gets a key (switch dropout etc. off in it).
+      seed: the seed of the shuffles and of the loss keys; a run is a deterministic
+        function of its arguments.
       loop: 'auto', 'scan' or 'python' (see module docstring).
       log_path: JSON-lines file, one record per epoch.
       checkpoint_dir: orbax checkpoints after every epoch; an existing one is resumed from,
@@ -255,6 +292,18 @@ def fit(
       on_nonfinite: what a step with a non-finite loss or gradient does: 'raise' (stop with
         :class:`NonFiniteLossError` at the end of its epoch, keeping the last finite
         parameters), 'skip' (drop its update) or 'continue' (see the module docstring).
+      loss_takes_key: pass ``loss_fn`` a fourth argument, a PRNG key that differs every
+        step: :func:`step_key` ``(seed, epoch, step)`` with the 0-based epoch and step
+        within it (for dropout, stochastic binarisation, random depth). It is computed in
+        the jitted step from traced counters (one compile for all steps, no host read), is
+        the same under every ``loop``, in a replay of a non-finite epoch and in a resumed
+        run (a pure function of seed, epoch and step: nothing to checkpoint); ``opt_state=``
+        without a checkpoint restarts at epoch 0, and so do the keys. Random control flow
+        traces once if it is traced: ``lax.switch(jax.random.randint(key, (), 0, 4),
+        branches, h)``, or ``fori_loop`` over a fixed maximum with ``jnp.where(i < depth, f(h),
+        h)``; a ``fori_loop`` with a traced trip count is a ``while_loop``, which JAX cannot
+        differentiate in reverse mode. An explicit flag, not read from the signature
+        (partials, defaults and ``*args`` would misread); a mismatch fails before training.
 
     Returns:
       ``TrainResult(theta, opt_state, history)``; ``history`` holds one dict per epoch.
@@ -283,10 +332,13 @@ def fit(
         raise ValueError(f"batch_size {batch_size} exceeds the {n} training examples")
     if not jax.tree.leaves(theta):
         raise ValueError("theta has no leaves: nothing to train")
+    if not isinstance(loss_takes_key, (bool, np.bool_)):
+        raise TypeError(f"loss_takes_key must be True or False, got {type(loss_takes_key).__name__}")
+    keyed = bool(loss_takes_key)
 
     dp = DataParallel.create(data_parallel, batch_size)
     x, y = dp.replicate(jnp.asarray(x)), dp.replicate(jnp.asarray(y))
-    _check_inputs(loss_fn, theta, x, y, batch_size)
+    _check_inputs(loss_fn, theta, x, y, batch_size, step_key(seed, 0, 0) if keyed else None)
     num_batches = n // batch_size
     # The jitted steps donate their buffers: train on a copy so the caller's theta survives.
     theta = jax.tree.map(lambda a: jnp.array(a, copy=True), theta)
@@ -303,20 +355,24 @@ def fit(
         if restored is not None:
             theta, opt_state, start_epoch, history = restored
 
-    step = _make_step(loss_fn, optimizer, dp, skip_nonfinite=on_nonfinite == "skip")
+    step = _make_step(loss_fn, optimizer, dp, skip_nonfinite=on_nonfinite == "skip",
+                      key_seed=seed if keyed else None)
     options = wnn.compiler_options()  # XLA:CPU: convolutions on Eigen, not YNNPACK (wsjax.nn)
     jstep = jax.jit(step, donate_argnums=(0, 1), compiler_options=options)
     chunk = min(scan_chunk, num_batches)
     if loop == "auto" and num_batches >= 4:  # short epochs: chunks small enough to measure in one
         chunk = min(chunk, num_batches // 4)
 
-    def scan_chunk_fn(theta, opt_state, x, y, idx_chunk):
-        def body(carry, idx):
-            th, st = carry
-            th, st, loss = step(th, st, x, y, idx)
+    def scan_chunk_fn(theta, opt_state, x, y, idx_chunk, epoch, lo):
+        # the steps' 0-based indices within the epoch: lo, lo + 1, ... (traced, for the keys)
+        steps = lo + jnp.arange(idx_chunk.shape[0], dtype=jnp.int32) if keyed else None
+
+        def body(carry, xs):
+            (th, st), (idx, s) = carry, xs
+            th, st, loss = step(th, st, x, y, idx, None if s is None else (epoch, s))
             return (th, st), loss
 
-        (theta, opt_state), losses = jax.lax.scan(body, (theta, opt_state), idx_chunk)
+        (theta, opt_state), losses = jax.lax.scan(body, (theta, opt_state), (idx_chunk, steps))
         return theta, opt_state, losses.sum(), losses
 
     jscan = jax.jit(scan_chunk_fn, donate_argnums=(0, 1), compiler_options=options)
@@ -327,24 +383,28 @@ def fit(
         perm = jax.random.permutation(jax.random.fold_in(base_key, epoch), n)
         return perm[: num_batches * batch_size].reshape(num_batches, batch_size)
 
-    # Each runner also returns the per-step losses it already computed (device arrays, read
-    # only when the epoch's sum is not finite).
-    def run_python(theta, opt_state, batches, lo, hi):
+    # Each runner trains steps [lo, hi) of an epoch and also returns the per-step losses it
+    # already computed (device arrays, read only when the epoch's sum is not finite). The
+    # epoch and step indices reach the jitted functions as int arguments (traced: one
+    # compile for all values) and only for a keyed loss.
+    def run_python(theta, opt_state, batches, epoch, lo, hi):
         total, losses = jnp.zeros((), jnp.float32), []
         for b in range(lo, hi):
-            theta, opt_state, loss = jstep(theta, opt_state, x, y, batches[b])
+            at = (epoch, b) if keyed else None
+            theta, opt_state, loss = jstep(theta, opt_state, x, y, batches[b], at)
             total = total + loss
             losses.append(loss)
         return theta, opt_state, total, losses
 
-    def run_scan(theta, opt_state, batches, lo, hi):
+    def run_scan(theta, opt_state, batches, epoch, lo, hi):
         total, losses = jnp.zeros((), jnp.float32), []
         b = lo
         while b + chunk <= hi:
-            theta, opt_state, s, chunk_losses = jscan(theta, opt_state, x, y, batches[b : b + chunk])
+            at = (epoch, b) if keyed else (None, None)
+            theta, opt_state, s, chunk_losses = jscan(theta, opt_state, x, y, batches[b : b + chunk], *at)
             total, b = total + s, b + chunk
             losses.append(chunk_losses)
-        theta, opt_state, rest, rest_losses = run_python(theta, opt_state, batches, b, hi)
+        theta, opt_state, rest, rest_losses = run_python(theta, opt_state, batches, epoch, b, hi)
         return theta, opt_state, total + rest, losses + rest_losses
 
     mode = loop
@@ -357,6 +417,7 @@ def fit(
             batch_size,
             chunk,
             id(loss_fn),
+            keyed,
         )
         mode = _AUTO_CHOICE.get(sig)
         if mode is None and (num_batches < 4 or start_epoch >= epochs):
@@ -364,7 +425,7 @@ def fit(
                 sig, _measure(run_python, run_scan, theta, opt_state, batches_for(0), chunk))
     runners = {"scan": run_scan, "python": run_python}
 
-    def run_measuring(theta, opt_state, batches, lo, hi):
+    def run_measuring(theta, opt_state, batches, epoch, lo, hi):
         """The first epoch of an unmeasured ``loop='auto'``: its own first four chunks time
         the modes (a chunk of each compiles and warms, the next is timed), the faster one
         runs the rest. Training steps, not copies: measuring costs one extra compile."""
@@ -375,7 +436,7 @@ def fit(
             for timed in (False, True):
                 jax.block_until_ready(total)
                 t0 = time.perf_counter()
-                theta, opt_state, s, chunk_losses = runners[name](theta, opt_state, batches, b, b + chunk)
+                theta, opt_state, s, chunk_losses = runners[name](theta, opt_state, batches, epoch, b, b + chunk)
                 total = total + s
                 jax.block_until_ready(total)
                 if timed:
@@ -383,7 +444,7 @@ def fit(
                 losses += chunk_losses
                 b += chunk
         mode = _AUTO_CHOICE.setdefault(sig, min(times, key=times.get))
-        theta, opt_state, rest, rest_losses = runners[mode](theta, opt_state, batches, b, hi)
+        theta, opt_state, rest, rest_losses = runners[mode](theta, opt_state, batches, epoch, b, hi)
         return theta, opt_state, total + rest, losses + rest_losses
 
     log_file = open(log_path, "a") if log_path else None
@@ -403,7 +464,7 @@ def fit(
             if start is not None:  # the steps donate their inputs: keep the epoch's start
                 start = jax.tree.map(lambda a: jnp.array(a, copy=True), start)
             runner = run_measuring if mode is None else runners[mode]
-            theta, opt_state, total, losses = runner(theta, opt_state, batches, 0, num_batches)
+            theta, opt_state, total, losses = runner(theta, opt_state, batches, epoch, 0, num_batches)
             runner = runners[mode]  # a replay of a bad epoch (below) uses the chosen mode
             total = float(total)  # the epoch's one read of the device
             finite_steps, bad = num_batches, 0
@@ -459,7 +520,7 @@ def _raise_nonfinite(runner, start, batches, first_bad, epoch, num_batches, hist
         if k <= 0:
             break
         copy = jax.tree.map(lambda a: jnp.array(a, copy=True), start)
-        th, st, _, _ = runner(*copy, batches, 0, k)
+        th, st, _, _ = runner(*copy, batches, epoch, 0, k)
         if _tree_finite(th):
             theta, opt_state, kept = th, st, k
             break
@@ -479,12 +540,12 @@ def _measure(run_python, run_scan, theta, opt_state, batches, chunk, repeats: in
     copy = lambda t: jax.tree.map(lambda a: jnp.array(a, copy=True), t)
     times = {}
     for name, run in (("python", run_python), ("scan", run_scan)):
-        th, st, tot, _ = run(copy(theta), copy(opt_state), batches, 0, chunk)  # compile + warm
+        th, st, tot, _ = run(copy(theta), copy(opt_state), batches, 0, 0, chunk)  # compile + warm
         jax.block_until_ready(tot)
         best = float("inf")
         for _ in range(repeats):
             t0 = time.perf_counter()
-            th, st, tot, _ = run(copy(theta), copy(opt_state), batches, 0, chunk)
+            th, st, tot, _ = run(copy(theta), copy(opt_state), batches, 0, 0, chunk)
             jax.block_until_ready(tot)
             best = min(best, time.perf_counter() - t0)
         times[name] = best

@@ -15,6 +15,10 @@ one more array axis:
   with a per-coordinate optimizer (SGD, Adam, ...) each seed trains exactly as it would on
   its own;
 * :func:`seed_errors` scores every seed's parameters on its own split.
+
+A random loss (``fit_seeds(..., loss_takes_key=True)``, ``loss_fn(theta, x, y, key)``) gives
+seed ``s`` (its index in the stack) ``fold_in(k, s)`` of fit's step key ``k``: the seeds'
+dropout masks and the like are drawn apart, as in separate runs.
 """
 
 from __future__ import annotations
@@ -58,24 +62,36 @@ def init_seeds(init: Callable[[jax.Array], Any], seeds: Sequence[int], impl: str
     return jax.jit(jax.vmap(init))(seed_keys(seeds, impl))
 
 
-def stacked_loss(loss_fn: Callable[[Any, jax.Array, jax.Array], jax.Array]):
-    """``(thetas, xs, ys) -> sum over seeds of loss_fn(theta_s, xs[:, s], ys[:, s])``."""
+def stacked_loss(loss_fn: Callable[..., jax.Array], loss_takes_key: bool = False):
+    """``(thetas, xs, ys) -> sum over seeds of loss_fn(theta_s, xs[:, s], ys[:, s])``.
+
+    With ``loss_takes_key``: ``(thetas, xs, ys, key) -> sum over seeds s of
+    loss_fn(theta_s, xs[:, s], ys[:, s], fold_in(key, s))``."""
 
     def total(thetas, xs, ys):
         return jnp.sum(jax.vmap(loss_fn, in_axes=(0, 1, 1))(thetas, xs, ys))
 
-    return total
+    def total_keyed(thetas, xs, ys, key):
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(xs.shape[1]))
+        return jnp.sum(jax.vmap(loss_fn, in_axes=(0, 1, 1, 0))(thetas, xs, ys, keys))
+
+    return total_keyed if loss_takes_key else total
 
 
-def fit_seeds(loss_fn: Callable[[Any, jax.Array, jax.Array], jax.Array], thetas: Any, optimizer, train,
+def fit_seeds(loss_fn: Callable[..., jax.Array], thetas: Any, optimizer, train,
               **fit_kwargs) -> TrainResult:
     """Train every seed's ``thetas[s]`` on its own split ``train[0][:, s], train[1][:, s]``
     (stacked by :func:`stack_seeds`) in one :func:`wsjax.train.fit` call.
 
     ``loss_fn(theta, x, y)`` is one seed's loss on one minibatch; ``fit_kwargs`` go to
     ``fit`` (``epochs``, ``batch_size``, ``seed``, ``loop``, ...). The history's
-    ``train_loss`` is the sum over seeds (divide by the number of seeds for the mean)."""
-    return fit(stacked_loss(loss_fn), thetas, optimizer, train, **fit_kwargs)
+    ``train_loss`` is the sum over seeds (divide by the number of seeds for the mean).
+    With ``loss_takes_key=True``, ``loss_fn(theta, x, y, key)``: seed ``s`` gets
+    ``fold_in(step_key, s)`` (see the module docstring)."""
+    keyed = fit_kwargs.get("loss_takes_key", False)
+    if not isinstance(keyed, (bool, np.bool_)):  # fit's own check, before the wrapping reads it
+        raise TypeError(f"loss_takes_key must be True or False, got {type(keyed).__name__}")
+    return fit(stacked_loss(loss_fn, bool(keyed)), thetas, optimizer, train, **fit_kwargs)
 
 
 def seed_errors(predict: Callable[[Any, jax.Array], jax.Array], thetas: Any, x, y) -> np.ndarray:
