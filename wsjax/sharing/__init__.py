@@ -47,3 +47,5 @@ from wsjax.sharing.codebook import (
 )
 from wsjax.sharing.kmeans import KMeansResult, init_centroids, kmeans_1d
 from wsjax.sharing.paths import KERNELS, KERNELS_AND_BIASES, han_bits, matcher, per_layer
+from wsjax.sharing.lowbit import (LowBit, binary, clip_latent, lowbit_leaves, lowbit_weights,
+                                  make_spec, ternary)

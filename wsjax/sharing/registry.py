@@ -28,18 +28,27 @@ from wsjax.sharing.tying import tied
 class Entry(NamedTuple):
     build: Callable[..., Transform]
     example: Callable[[Sequence[str]], Transform]
+    #: 'exact' (the contract test checks the backward pass against finite differences) or
+    #: 'straight_through' (a quantizer's STE is not the derivative of its forward pass: the
+    #: contract checks finite, non-zero gradients of theta's structure; the STE formula is
+    #: tested in the transform's own tests)
+    gradient: str = "exact"
 
 
 TRANSFORMS: dict[str, Entry] = {}
 
 
-def register(name: str, build: Callable[..., Transform], example: Callable[[Sequence[str]], Transform]) -> None:
-    """Register a transform builder under ``name`` with an example for the contract test."""
+def register(name: str, build: Callable[..., Transform], example: Callable[[Sequence[str]], Transform],
+             gradient: str = "exact") -> None:
+    """Register a transform builder under ``name`` with an example for the contract test
+    (``gradient``: see :class:`Entry`)."""
+    if gradient not in ("exact", "straight_through"):
+        raise ValueError(f"gradient must be 'exact' or 'straight_through', got {gradient!r}")
     if not isinstance(name, str) or not name:
         raise TypeError(f"a transform needs a non-empty string name, got {name!r}")
     if name in TRANSFORMS:
         raise ValueError(f"a transform is already registered as {name!r}")
-    TRANSFORMS[name] = Entry(build, example)
+    TRANSFORMS[name] = Entry(build, example, gradient)
 
 
 def build(config: Mapping[str, Any]) -> Transform:
@@ -88,3 +97,12 @@ register("shared_basis", shared_basis,  # Dense_1, Dense_2 kernels share one bas
                                       [f"{layers[0]}/kernel"]], rank={0: 4, 1: 3}))
 register("predicted", denil_first_layer,  # Dense_0 (12 inputs, a 3x4 image) from half its rows
          lambda layers: denil_first_layer((3, 4), 0.5, layer=layers[0]))
+# Low-bit weights (straight-through gradients: see Entry.gradient; formulas in tests/test_lowbit.py)
+from wsjax.sharing import lowbit as _lowbit  # noqa: E402
+
+register("lowbit_uniform", _lowbit.uniform, lambda layers: _lowbit.uniform(4, rf"^{layers[0]}/kernel", scale="channel"),
+         gradient="straight_through")
+# (LSQ, uniform(bits, learned=True), is not registered: its learned step per layer makes the free
+# parameters exceed the virtual ones by one per layer, which the contract refuses)
+register("binary", _lowbit.binary, lambda layers: _lowbit.binary(scale="layer"), gradient="straight_through")
+register("ternary", _lowbit.ternary, lambda layers: _lowbit.ternary(), gradient="straight_through")

@@ -117,6 +117,8 @@ from wsjax.storage.codecs import shared_basis  # noqa: E402
 register(shared_basis)
 from wsjax.storage.codecs import predicted  # noqa: E402
 register(predicted)
+from wsjax.storage.codecs import lowbit  # noqa: E402
+register(lowbit)
 
 __all__ = ["Group", "Row", "get", "groups_of", "names", "register", "rows", "stores_weights",
            "unregister"]
