@@ -100,7 +100,9 @@ def analysis_metrics(unit: dict, quick: bool) -> dict:
         redundancy[str(i)] = {"paths": paths, "table": rows, "adjacent_overlap": adjacent,
                               "adjacent_matched_cosine": [float(m) for m in matched]}
     x = val[0][: unit["examples"]]
-    reps = analysis.hidden_representations(model, params, x, tokens="cls" if unit["model"] == "vit" else "mean")
+    # the ViT's token outputs averaged over tokens: its 'cls' choice would read the patch embedding's
+    # token 0, the top-left patch, which is blank (constant) in Fashion-MNIST
+    reps = analysis.hidden_representations(model, params, x, tokens="mean")
     names = list(reps)
     cka = analysis.cka_matrix([reps[n] for n in names])
     return {"layers": layers, "redundancy": redundancy, "within_layer": within, "cka_layers": names, "cka": np.asarray(cka).tolist(),
