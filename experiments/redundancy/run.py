@@ -16,16 +16,15 @@ import numpy as np
 import optax
 
 from experiments.redundancy import config, report
-from wsjax import analysis, study
+from wsjax import study
 from wsjax.compress.net import from_linen
 from wsjax.compress.state import Compressed
 from wsjax.compress.train import retrain, with_theta
 from wsjax.results import Store
 from wsjax.sharing import SharedParams, count_params, flatten_paths, identity, low_rank
 from wsjax.sharing.lowrank import rank_for_compression
-from wsjax.analysis import within_layer_predictability
 from wsjax.sharing.predicted import (MatrixDictionary, choose_alpha, empirical_kernel, fraction_predicted,
-                                     kernel_spec, pixel_coordinates, predicted, ridge_dictionary, se_kernel)
+                                     kernel_spec, predicted, ridge_dictionary)
 from wsjax.sharing.shared_basis import shared_basis
 from wsjax.train import classifier, evaluate
 
@@ -59,54 +58,6 @@ def accuracy(apply, params, xy) -> float:
 
 def loop(model_name: str) -> str:
     return study.loop_for(model_name)
-
-
-# ----------------------------------------------------------------------------- analysis
-
-
-def _kernels(params) -> dict:
-    return {p: np.asarray(w) for p, w in flatten_paths(params).items() if p.endswith("kernel")}
-
-
-def analysis_metrics(unit: dict, quick: bool) -> dict:
-    model, params = trained(unit, quick)
-    _, val, test = data_of(unit)
-    kernels = _kernels(params)
-    spectra = {p: analysis.singular_values(w) for p, w in kernels.items()}
-    layers = {p: {"shape": list(kernels[p].shape), "effective_rank": analysis.effective_rank(s),
-                  "energy_rank_90": analysis.energy_rank(s, 0.9), "energy_rank_99": analysis.energy_rank(s, 0.99),
-                  "max_rank": int(len(s)), "singular_values": [float(v) for v in s]}
-              for p, s in spectra.items()}
-    redundancy = {}
-    first, image, length_scale = config.FIRST_LAYER[unit["model"]]
-    coords = pixel_coordinates(image)
-    kernel = se_kernel(coords, length_scale)
-    w = kernels[first].reshape(len(coords), -1)
-    shuffled = w[np.random.default_rng(unit["seed"]).permutation(len(w))]  # same values, no spatial order
-    key = jax.random.key(unit["seed"])
-    ridge = config.PREDICT_RIDGE
-    within = {"layer": first, "length_scale": length_scale, "ridge": ridge, "fractions": list(config.PREDICT_FRACTIONS),
-              "error": [within_layer_predictability(w, f, kernel, ridge, key) for f in config.PREDICT_FRACTIONS],
-              "error_shuffled": [within_layer_predictability(shuffled, f, kernel, ridge, key)
-                                 for f in config.PREDICT_FRACTIONS]}
-    for i, group in enumerate(config.BASIS_GROUPS.get(unit["model"], [])):
-        ws = {p: kernels[p] for p in group}
-        rows = analysis.redundancy_table(ws, unit["ranks"])
-        paths = list(ws)
-        adjacent = [analysis.subspace_overlap(ws[a], ws[b], r) for r in unit["ranks"]
-                    for a, b in zip(paths, paths[1:]) if r <= min(ws[a].shape[0], ws[a].shape[-1])]
-        matched = [analysis.matched_filter_cosine(ws[a].reshape(-1, ws[a].shape[-1]),
-                                                  ws[b].reshape(-1, ws[b].shape[-1])).mean for a, b in zip(paths, paths[1:])]
-        redundancy[str(i)] = {"paths": paths, "table": rows, "adjacent_overlap": adjacent,
-                              "adjacent_matched_cosine": [float(m) for m in matched]}
-    x = val[0][: unit["examples"]]
-    # the ViT's token outputs averaged over tokens: its 'cls' choice would read the patch embedding's
-    # token 0, the top-left patch, which is blank (constant) in Fashion-MNIST
-    reps = analysis.hidden_representations(model, params, x, tokens="mean")
-    names = list(reps)
-    cka = analysis.cka_matrix([reps[n] for n in names])
-    return {"layers": layers, "redundancy": redundancy, "within_layer": within, "cka_layers": names, "cka": np.asarray(cka).tolist(),
-            "test_accuracy": accuracy(lambda p, x: model.apply({"params": p}, x), params, test)}
 
 
 # ----------------------------------------------------------------------------- basis
@@ -214,16 +165,7 @@ def denil_metrics(unit: dict, store: Store) -> dict:
 
 
 def _describe(u: dict) -> str:
-    kind = u["kind"]
-    if kind == "analysis":
-        return f"analysis {u['model']} seed {u['seed']}"
-    if kind == "basis":
-        return f"basis {u['model']} {u['arm']:9s} budget 1/{round(1 / u['budget'])} seed {u['seed']}"
-    if kind == "denil":
-        return f"denil {u['model']} {u['dictionary'] or 'dense'} seen {u['seen']:g} seed {u['seed']}"
-    if kind == "bottleneck":
-        return f"bottleneck K={u['rank']} {u['arm']} seed {u['seed']}"
-    return f"denton {u['layer']} {u['rank']} seed {u['seed']}"
+    return f"{u['kind']} {u['model']} {report.setting(u)} seed {u['seed']}"
 
 
 def _summary(r: dict) -> str:
@@ -233,6 +175,8 @@ def _summary(r: dict) -> str:
 def compute(unit: dict, store: Store, quick: bool) -> dict:
     kind = unit["kind"]
     if kind == "analysis":
+        from experiments.redundancy.analysis_units import analysis_metrics
+
         return analysis_metrics(unit, quick)
     if kind == "basis":
         return basis_metrics(unit, store, quick)
