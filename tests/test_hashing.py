@@ -1,6 +1,5 @@
 """HashedNets (wsjax.sharing.hashing) and its random-edge-removal baseline."""
 
-import functools
 
 import chex
 import jax

@@ -14,7 +14,6 @@ from wsjax import pruning
 from wsjax.models import LeNet300100
 from wsjax.pruning import lottery
 from wsjax.sharing import flatten_paths, mask_counts
-from wsjax.study import discover
 
 RATES = lottery.LENET300100_RATES
 

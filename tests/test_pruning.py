@@ -8,7 +8,6 @@ import pytest
 
 from wsjax import pruning
 from wsjax.models import MLP
-from wsjax.sharing import flatten_paths
 from wsjax.sharing.mask import apply_masks, mask_counts, masked
 
 

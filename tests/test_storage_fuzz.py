@@ -291,7 +291,6 @@ def _scaled_dim(rng, value):
 
 def structural(rng, data, fields, version):
     """Edits the format can detect, with the length and CRC recomputed."""
-    body = data[:-4]
     records = [f for f in fields if f["kind"] == "record"]
     choices = ["truncate", "insert", "delete", "version", "flags", "layer_count", "encoding",
                "payload_length", "ndim", "dtype", "huge_dim", "count_dim", "stream_mode",

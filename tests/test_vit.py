@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from wsjax import compress, data, sharing
+from wsjax import compress, data
 from wsjax.models import ViT, deep_mlp, mlp_params, vit_params
 from wsjax.train import classifier, evaluate, fit
 

@@ -149,3 +149,17 @@ def positive_int(value: Any, name: str, *, path: str | None = None) -> int:
 def is_int(value: Any) -> bool:
     """True for a Python or NumPy integer (or 0-d integer array), False for a bool."""
     return _scalar_kind(value) == "int"
+
+
+def positive_pair(value: Any, name: str) -> tuple[int, int]:
+    """``(a, b)`` from a positive int (``(v, v)``) or a pair of positive ints (a kernel size,
+    strides, a window); ValueError naming ``name`` otherwise."""
+    if is_int(value):
+        value = (value, value)
+    try:
+        value = tuple(value)
+    except TypeError:
+        value = (value,)
+    if len(value) != 2 or not all(is_int(v) and v > 0 for v in value):
+        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {value!r}")
+    return int(value[0]), int(value[1])

@@ -46,14 +46,8 @@ def plot(rows: list[dict], path: str, dataset: str) -> None:
         h = r["history"]
         ax.plot([e["epoch"] for e in h], [e["eval_accuracy"] for e in h], marker="o", markersize=3,
                 label=f"{r['config']['model']} seed {r['config']['seed']}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(f"dense baselines on {dataset}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    study.finish_axes(ax, "epoch", "test accuracy", f"dense baselines on {dataset}")
+    study.save_figure(fig, path, dpi=120)
 
 
 def write(rows: list[dict], cfg, out: str, dataset: str) -> str:

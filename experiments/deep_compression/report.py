@@ -231,9 +231,7 @@ def plot(stages, sweep, inits, path: str, dataset: str) -> None:
                 title="centroid initialisation (pruned LeNet-300-100)")
     axes[1].grid(alpha=0.3)
     axes[1].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    study.save_figure(fig, path, dpi=120)
 
 
 def write(rows: list[dict], cfg, out: str, dataset: str, by_seed: dict | None = None) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-from scipy import stats
 
 from wsjax.study import mean_std, t_interval
 

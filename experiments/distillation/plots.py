@@ -35,9 +35,7 @@ def temperature(cells: dict, students, temperatures, teacher: dict, path: str) -
         ax.set_xticks(list(temperatures), [f"{t:g}" for t in temperatures])
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    study.save_figure(fig, path, dpi=120)
 
 
 def size(cells: dict, students, best: dict, teacher: dict, path: str) -> None:
@@ -61,6 +59,4 @@ def size(cells: dict, students, best: dict, teacher: dict, path: str) -> None:
     ax.set(xscale="log", xlabel="student free parameters", ylabel="test accuracy", title="accuracy against size")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    study.save_figure(fig, path, dpi=120)

@@ -28,12 +28,8 @@ def data_for(cfg: config.Config, dataset: str, seed: int):
 
 def teacher_net(unit: dict, quick: bool):
     """``(apply, params)`` of a teacher unit, from the baseline store (trained there if missing)."""
-    d = unit["dense"]
-    model, params, row = study.pretrained(d["model"], d["dataset"], d["seed"], quick, epochs=d["epochs"],
-                                          train_examples=d["train_examples"], progress=False)
-    if row["config"] != d:
-        raise ValueError(f"the baseline store has the teacher {row['config']}, not {d}")
-    return (lambda p, x: model.apply({"params": p}, x)), jax.device_get(params)
+    model, params = study.trained_net(unit["dense"], quick)
+    return (lambda p, x: model.apply({"params": p}, x)), params
 
 
 def teacher_metrics(unit: dict, data, quick: bool) -> dict:

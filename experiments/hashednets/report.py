@@ -33,9 +33,7 @@ def plot(rows: list[dict], nets, path: str, dataset: str) -> None:
         ax.set(xscale="log", xlabel="free parameters", ylabel="test accuracy", title=f"{net} net ({widths}), {dataset}")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    study.save_figure(fig, path, dpi=120)
 
 
 def notes(rows: list[dict], cfg, nets) -> str:

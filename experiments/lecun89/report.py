@@ -166,14 +166,9 @@ def plot(rows: list[dict], path: str, title: str) -> None:
                     xytext=(6, -10), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlim(right=9000)  # room for the labels
-    ax.set_xlabel("free parameters")
-    ax.set_ylabel("test accuracy (%)")
+    study.finish_axes(ax, "free parameters", "test accuracy (%)", legend_size=8)
     ax.set_title(f"LeCun 1989 nets on {title} (320 train / 160 test)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    study.save_figure(fig, path, dpi=120)
 
 
 def other_section(setting: dict, seed_rows: list[dict], out: str, explain: bool) -> str:

@@ -41,6 +41,4 @@ def plot(cell_map: dict, models, panels, path: str, scale: float = 1.0) -> None:
             ax.xaxis.set_minor_locator(NullLocator())
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    study.save_figure(fig, path, dpi=120)

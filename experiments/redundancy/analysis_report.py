@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from experiments.redundancy.cells import of_kind as _of
 from wsjax import study
-
-
-def _of(rows, kind):
-    return [r for r in rows if r["config"]["kind"] == kind]
 
 
 def analysis_section(rows) -> str:
@@ -107,14 +104,8 @@ def plot_spectra(rows, path) -> None:
         for layer, info in r["layers"].items():
             s = np.asarray(info["singular_values"])
             ax.semilogy(np.arange(1, len(s) + 1), s / s[0], label=layer, lw=1)
-        ax.set_title(f"{r['config']['model']} (seed {r['config']['seed']})")
-        ax.set_xlabel("index")
-        ax.set_ylabel("singular value / largest")
-        ax.grid(alpha=0.3)
-        if len(r["layers"]) <= 10:
-            ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        study.finish_axes(ax, "index", "singular value / largest", f"{r['config']['model']} (seed {r['config']['seed']})",
+                          legend_size=6 if len(r["layers"]) <= 10 else None)
+    study.save_figure(fig, path)
 
 

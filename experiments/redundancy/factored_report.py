@@ -6,19 +6,11 @@ import math
 
 import numpy as np
 
+from experiments.redundancy.cells import mean_interval as _pm, of_kind as _of
 from wsjax.study import t_interval
 
 #: Denton et al. 2014: about 2x faster convolutional layers within 1 % of the original accuracy
 DENTON_SPEEDUP, DENTON_DROP = 2.0, 0.01
-
-
-def _of(rows, kind):
-    return [r for r in rows if r["config"]["kind"] == kind]
-
-
-def _pm(values) -> str:
-    m, s, h = t_interval(values)
-    return f"{m:.4f} +- {s:.4f}" + ("" if math.isnan(h) else f" [{m - h:.4f}, {m + h:.4f}]")
 
 
 def _setting(c) -> str:

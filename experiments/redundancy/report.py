@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from wsjax import study
+from experiments.redundancy.cells import by_config as _by, mean_interval as _cell, mean_std as _pm, of_kind as _of
 from wsjax.study import t_interval
 
 #: Denil et al. 2013 (MNIST): "more than 95 % of the weights predicted without any drop in accuracy"
@@ -17,28 +18,7 @@ DENIL_PREDICTED = 0.95
 
 
 
-def _of(rows, kind):
-    return [r for r in rows if r["config"]["kind"] == kind]
-
-
-def _cell(values):
-    m, s, h = t_interval(values)
-    return f"{m:.4f} +- {s:.4f}" + ("" if math.isnan(h) else f" [{m - h:.4f}, {m + h:.4f}]")
-
-
-def _pm(values):
-    m, s, _ = t_interval(values)
-    return f"{m:.4f} +- {s:.4f}"
-
-
 # ----------------------------------------------------------------------------- basis
-
-
-def _by(rows, *keys):
-    out = {}
-    for r in rows:
-        out.setdefault(tuple(r["config"][k] for k in keys), []).append(r)
-    return out
 
 
 def basis_verdicts(rows) -> dict:
@@ -105,23 +85,14 @@ def plot_basis(rows, path) -> None:
         for arm, marker in (("per_layer", "o"), ("shared", "s")):
             cells = sorted(((b, c) for (mm, b, a), c in _by(rs, "model", "budget", "arm").items()
                             if mm == m and a == arm), key=lambda t: t[0])
-            if not cells:
-                continue
-            x = [np.mean([r["stored_bytes"] for r in c]) for _, c in cells]
-            stats = [t_interval([r["test_accuracy"] for r in c]) for _, c in cells]
-            ax.errorbar(x, [s[0] for s in stats], yerr=[0 if math.isnan(s[2]) else s[2] for s in stats],
-                        marker=marker, capsize=3, label=arm.replace("_", "-") + " (fine-tuned)")
+            if cells:
+                study.errorbars(ax, [np.mean([r["stored_bytes"] for r in c]) for _, c in cells],
+                                [[r["test_accuracy"] for r in c] for _, c in cells], marker=marker,
+                                label=arm.replace("_", "-") + " (fine-tuned)")
         dense = np.mean([r["dense_test_accuracy"] for r in rs if r["config"]["model"] == m])
         ax.axhline(dense, color="gray", ls="--", lw=1, label="trained dense net")
-        ax.set_xscale("log")
-        ax.set_xlabel("stored bytes (file size)")
-        ax.set_ylabel("test accuracy")
-        ax.set_title(m)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        study.finish_axes(ax, "stored bytes (file size)", "test accuracy", m)
+    study.save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------- denil
@@ -186,23 +157,16 @@ def plot_denil(rows, path) -> None:
     cells = _by(rs, "model", "dictionary", "seen")
     for ax, m in zip(axes[0], models):
         for d in dict.fromkeys(k[1] for k in cells if k[0] == m and k[1] is not None):
-            pts = sorted(((c[0]["fraction_predicted"], t_interval([r["test_accuracy"] for r in c]))
-                          for (mm, dd, f), c in cells.items() if mm == m and dd == d), key=lambda t: t[0])
-            ax.errorbar([p[0] for p in pts], [p[1][0] for p in pts],
-                        yerr=[0 if math.isnan(p[1][2]) else p[1][2] for p in pts], marker="o", capsize=3, label=d)
+            curve = sorted((c[0]["fraction_predicted"], [r["test_accuracy"] for r in c])
+                           for (mm, dd, f), c in cells.items() if mm == m and dd == d)
+            study.errorbars(ax, [f for f, _ in curve], [a for _, a in curve], marker="o", label=d)
         dense = cells.get((m, None, 1.0))
         if dense:
             acc = np.mean([r["test_accuracy"] for r in dense])
             ax.axhline(acc, color="gray", ls="--", lw=1, label="dense")
             ax.axhline(acc - 0.01, color="gray", ls=":", lw=1, label="dense - 1 point")
-        ax.set_xlabel("fraction of the first layer predicted")
-        ax.set_ylabel("test accuracy")
-        ax.set_title(m)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        study.finish_axes(ax, "fraction of the first layer predicted", "test accuracy", m)
+    study.save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------- write

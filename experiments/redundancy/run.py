@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from experiments.redundancy import config, report
 from wsjax import study
@@ -21,7 +18,7 @@ from wsjax.compress.net import from_linen
 from wsjax.compress.state import Compressed
 from wsjax.compress.train import retrain, with_theta
 from wsjax.results import Store
-from wsjax.sharing import SharedParams, count_params, flatten_paths, identity, low_rank
+from wsjax.sharing import count_params, flatten_paths, identity, low_rank
 from wsjax.sharing.lowrank import rank_for_compression
 from wsjax.sharing.predicted import (MatrixDictionary, choose_alpha, empirical_kernel, fraction_predicted,
                                      kernel_spec, predicted, ridge_dictionary)
@@ -44,12 +41,7 @@ def data_of(unit: dict):
 
 def trained(unit: dict, quick: bool):
     """``(model, params)`` of the baseline net ``unit['dense']`` (trained there if missing)."""
-    d = unit["dense"]
-    model, params, row = study.pretrained(d["model"], d["dataset"], d["seed"], quick, epochs=d["epochs"],
-                                          train_examples=d["train_examples"], progress=False)
-    if row["config"] != d:
-        raise ValueError(f"the baseline store has {row['config']}, not {d}")
-    return model, jax.device_get(params)
+    return study.trained_net(unit["dense"], quick)
 
 
 def accuracy(apply, params, xy) -> float:

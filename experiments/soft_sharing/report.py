@@ -98,9 +98,7 @@ def plot_mixtures(picked: dict, show: list, store, path: str) -> None:
             ax.set_title(f"{task}, {method}: {label}", fontsize=10)
             ax.set_xlabel("weight value (red: component means)")
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    study.save_figure(fig, path, dpi=110)
 
 
 def plot_sweeps(sweeps: dict, path: str) -> None:
@@ -120,9 +118,7 @@ def plot_sweeps(sweeps: dict, path: str) -> None:
         ax.set_ylabel(metric.replace("_", " ") + " (selection data)")
         ax.set_title(task)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    study.save_figure(fig, path, dpi=110)
 
 
 DISCUSSION = """

@@ -158,18 +158,6 @@ class Counts(NamedTuple):
 # ----------------------------------------------------------------------------- the one rule
 
 
-def _pair(value, what: str) -> tuple[int, int]:
-    if checks.is_int(value):
-        value = (value, value)
-    try:
-        value = tuple(value)
-    except TypeError:
-        value = (value,)
-    if len(value) != 2 or not all(checks.is_int(v) and v > 0 for v in value):
-        raise ValueError(f"{what} must be a positive int or a pair of positive ints, got {value!r}")
-    return int(value[0]), int(value[1])
-
-
 def _out_side(n: int, k: int, s: int, padding, axis: int, what: str) -> int:
     if isinstance(padding, str):
         mode = padding.upper()
@@ -209,8 +197,8 @@ def layer_count(spec, in_shape: Sequence[int]) -> LayerCount:
     what = f"{kind} {spec.name!r}" if getattr(spec, "name", None) else kind
     if isinstance(spec, (Conv, Local)):
         h, w, c = _spatial(in_shape, what)
-        kh, kw = _pair(spec.kernel, f"{what}: kernel")
-        sh, sw = _pair(spec.stride, f"{what}: stride")
+        kh, kw = checks.positive_pair(spec.kernel, f"{what}: kernel")
+        sh, sw = checks.positive_pair(spec.stride, f"{what}: stride")
         cin = checks.positive_int(spec.cin, f"{what}: cin")
         cout = checks.positive_int(spec.cout, f"{what}: cout")
         if c != cin:
@@ -242,8 +230,8 @@ def layer_count(spec, in_shape: Sequence[int]) -> LayerCount:
                           in_shape[:-1] + (c,))
     if isinstance(spec, Pool):
         h, w, c = _spatial(in_shape, what)
-        kh, kw = _pair(spec.window, f"{what}: window")
-        sh, sw = _pair(spec.window if spec.stride is None else spec.stride, f"{what}: stride")
+        kh, kw = checks.positive_pair(spec.window, f"{what}: window")
+        sh, sw = checks.positive_pair(spec.window if spec.stride is None else spec.stride, f"{what}: stride")
         return LayerCount(spec, 0, 0, in_shape,
                           (_out_side(h, kh, sh, "VALID", 0, what), _out_side(w, kw, sw, "VALID", 1, what), c))
     if isinstance(spec, GlobalPool):

@@ -31,18 +31,6 @@ BIASES = ("unit", "map", None)
 Padding = Any  # 'SAME' | 'VALID' | int | sequence of (low, high) pairs or ints
 
 
-def _pair(name: str, value) -> tuple[int, int]:
-    if checks.is_int(value):
-        value = (value, value)
-    try:
-        value = tuple(value)
-    except TypeError:
-        value = (value,)
-    if len(value) != 2 or not all(checks.is_int(v) and v > 0 for v in value):
-        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {value!r}")
-    return tuple(int(v) for v in value)
-
-
 def explicit_padding(
     in_hw: Sequence[int], patch: Sequence[int], strides: Sequence[int], padding: Padding
 ) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -71,7 +59,7 @@ def output_size(
     in_hw: Sequence[int], patch: Sequence[int], strides: Sequence[int], padding: Padding
 ) -> tuple[int, int]:
     """Spatial output size of a patch extraction (the locally connected grid)."""
-    patch, strides = _pair("patch_size", patch), _pair("strides", strides)
+    patch, strides = checks.positive_pair(patch, "patch_size"), checks.positive_pair(strides, "strides")
     pads = explicit_padding(in_hw, patch, strides, padding)
     out = tuple(
         (n + lo + hi - k) // s + 1 for n, (lo, hi), k, s in zip(in_hw, pads, patch, strides)
@@ -119,8 +107,8 @@ class LocallyConnected2D(nn.Module):
             raise ValueError(f"features must be a positive int, got {self.features!r}")
         if self.bias not in BIASES:
             raise ValueError(f"bias must be one of {BIASES}, got {self.bias!r}")
-        patch = _pair("patch_size", self.patch_size)
-        strides = _pair("strides", self.strides)
+        patch = checks.positive_pair(self.patch_size, "patch_size")
+        strides = checks.positive_pair(self.strides, "strides")
         in_hw, in_ch = x.shape[1:3], x.shape[3]
         pads = explicit_padding(in_hw, patch, strides, self.padding)
         out_h, out_w = output_size(in_hw, patch, strides, pads)

@@ -128,26 +128,6 @@ def scaled_width(width, width_multiplier) -> int:
     return max(1, int(round(alpha * width)))
 
 
-def _kernel_pair(kernel_size) -> tuple[int, int]:
-    if checks.is_int(kernel_size):
-        kernel_size = (kernel_size, kernel_size)
-    try:
-        kh, kw = (checks.positive_int(k, "kernel_size") for k in kernel_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"kernel_size must be a positive int or a pair of them, got {kernel_size!r}") from None
-    return kh, kw
-
-
-def _strides(strides) -> tuple[int, int]:
-    if checks.is_int(strides):
-        strides = (strides, strides)
-    try:
-        sh, sw = (checks.positive_int(s, "strides") for s in strides)
-    except (TypeError, ValueError):
-        raise ValueError(f"strides must be a positive int or a pair of them, got {strides!r}") from None
-    return sh, sw
-
-
 class DepthwiseConv2D(nn.Module):
     """One ``kernel_size`` filter per input channel; params ``kernel`` (kh, kw, 1, C), ``bias`` (C,)."""
 
@@ -162,10 +142,10 @@ class DepthwiseConv2D(nn.Module):
     def __call__(self, x):
         if x.ndim != 4:
             raise ValueError(f"DepthwiseConv2D needs NHWC input, got shape {tuple(x.shape)}")
-        kh, kw = _kernel_pair(self.kernel_size)
+        kh, kw = checks.positive_pair(self.kernel_size, "kernel_size")
         c = x.shape[-1]
         kernel = self.param("kernel", self.kernel_init, (kh, kw, 1, c), jnp.float32)
-        y = depthwise_conv2d(x, kernel, self.padding, _strides(self.strides))
+        y = depthwise_conv2d(x, kernel, self.padding, checks.positive_pair(self.strides, "strides"))
         if self.use_bias:
             y = y + self.param("bias", self.bias_init, (c,), jnp.float32)
         return y
@@ -173,8 +153,8 @@ class DepthwiseConv2D(nn.Module):
     @nn.nowrap
     def count_spec(self, in_shape):
         """The :mod:`~wsjax.models.counting` spec of this layer on one example of ``in_shape``."""
-        return counting.depthwise(_kernel_pair(self.kernel_size), in_shape[-1], _strides(self.strides),
-                                  self.padding, self.use_bias)
+        return counting.depthwise(checks.positive_pair(self.kernel_size, "kernel_size"), in_shape[-1],
+                                  checks.positive_pair(self.strides, "strides"), self.padding, self.use_bias)
 
 
 class Pointwise(nn.Module):

@@ -25,7 +25,7 @@ Pruning <https://arxiv.org/abs/1810.05270>`_, 2019.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence, Union
+from typing import NamedTuple, Sequence, Union
 
 import jax.numpy as jnp
 import numpy as np

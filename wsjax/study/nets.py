@@ -166,3 +166,18 @@ def pretrained(model_name: str, dataset: str = "fashion_mnist", seed: int = 0, q
     store.write_artifact(config, ".msgpack", serialization.to_bytes(params))
     row = store.put(config, metrics)
     return model, params, row
+
+
+def trained_net(config: dict, quick: bool, progress: bool = False):
+    """``(model, params)`` (params on the host) of the dense reference net whose full config
+    (:func:`dense_config`) is ``config``, from the baseline store (trained there if missing).
+    ValueError when ``config`` is not such a config."""
+    import jax
+
+    if not isinstance(config, dict) or set(config) != set(dense_config("lenet300100")) or config["kind"] != "dense":
+        raise ValueError(f"not the config of a dense reference net (see dense_config): {config!r}")
+    model, params, row = pretrained(config["model"], config["dataset"], config["seed"], quick, progress=progress,
+                                    epochs=config["epochs"], train_examples=config["train_examples"])
+    if row["config"] != config:
+        raise ValueError(f"the baseline store has {row['config']}, not {config}")
+    return model, jax.device_get(params)

@@ -94,6 +94,32 @@ def pyplot():
     return plt
 
 
+def errorbars(ax, x: Sequence[float], samples: Sequence[Sequence[float]], **kwargs) -> None:
+    """Plot the mean of each sample in ``samples`` at its ``x`` with its 95 % t-interval as an
+    error bar (none for a single value); ``kwargs`` go to ``ax.errorbar``."""
+    stats = [t_interval(list(s)) for s in samples]
+    ax.errorbar(list(x), [m for m, _, _ in stats], yerr=[0 if math.isnan(h) else h for _, _, h in stats],
+                capsize=3, **kwargs)
+
+
+def finish_axes(ax, xlabel: str, ylabel: str, title: str | None = None, legend_size: int | None = 7) -> None:
+    """Label ``ax``, give it a light grid and (unless ``legend_size`` is None) a legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if legend_size is not None:
+        ax.legend(fontsize=legend_size)
+
+
+def save_figure(fig, path: str, dpi: int = 110) -> None:
+    """Lay ``fig`` out tightly, write it to ``path`` and close it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+
+
 def write_section(title: str, body: str, path: str) -> None:
     """Replace (or append) the ``## title`` section of the markdown file ``path`` with
     ``body`` (a benchmark's ``--write`` into ``benchmarks/RESULTS.md``)."""

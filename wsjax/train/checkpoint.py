@@ -15,7 +15,6 @@ Tested by killing a trainer with SIGKILL mid-save (tests/test_atomic_writes.py).
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax

@@ -9,7 +9,6 @@ helpers here check each field's type and range and raise :class:`StorageError`.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, NamedTuple
 
 import numpy as np
