@@ -12,8 +12,9 @@ def test_list_names_studies_stages_transforms_and_codecs(capsys):
     out = capsys.readouterr().out
     from wsjax.study import discover
 
-    assert discover.studies() == ["baseline", "deep_compression", "distillation", "hashednets", "lecun89",
-                                  "lottery", "redundancy", "soft_compression", "soft_sharing"]
+    assert discover.studies() == ["baseline", "deep_compression", "distillation", "hashednets",
+                                  "lecun89", "lottery", "quantization_bits", "redundancy", "separable",
+                                  "soft_compression", "soft_sharing"]
     for name in (*discover.studies(), "prune", "quantize", "hashing_pool", "low_rank", "tying", "shared_basis",
                  "predicted"):
         assert name in out
