@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 
-from wsjax.study import mean_std, t_interval
+from wsjax.study import beats as helps, matches, mean_std, t_interval  # the config's rules: helps, matches
 
 #: Hinton, Vinyals & Dean 2015, Sec. 3 (MNIST, 10,000 test images): test errors
 HINTON_MNIST = {"teacher (2x1200, dropout, jitter)": 67, "2x800, hard labels": 146, "2x800, distilled at T=20": 74}
@@ -54,16 +54,6 @@ def best_temperature(cell_map: dict, student: str, temperatures) -> float | None
     return max(scored)[2] if scored else None
 
 
-def helps(better: list[float], base: list[float]) -> bool:
-    """The config's rule: mean difference above the sum of the two stds."""
-    (mb, sb), (m0, s0) = mean_std(better), mean_std(base)
-    return mb - m0 > sb + s0
-
-
-def matches(net: list[float], reference: list[float]) -> bool:
-    """The config's rule: mean at least the reference's mean minus the sum of the two stds."""
-    (m, s), (mr, sr) = mean_std(net), mean_std(reference)
-    return m >= mr - (s + sr)
 
 
 def gap_closed(hard_errors: float, distilled_errors: float, teacher_errors: float) -> float | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from wsjax.study import mean_std, t_interval
+from wsjax.study import mean_std, separation, t_interval
 
 #: Huang et al. 2018 (MSDNet), abstract and Sec. 5 (budgeted batch classification), paraphrased
 MSDNET_BUDGETED = ("one network with early exits, its computation shared between classifiers, beats "
@@ -70,12 +70,8 @@ def separate(rows: list[dict], family: str) -> dict:
 def compare(a: list[float], b: list[float]) -> str:
     """The config's matched-compute rule: 'beats' iff mean(a) - mean(b) > std(a) + std(b),
     'loses' iff the reverse, else 'ties'."""
-    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
-    if ma - mb > sa + sb:
-        return "beats"
-    if mb - ma > sa + sb:
-        return "loses to"
-    return "ties"
+    gap, spread = separation(a, b)
+    return "beats" if gap > spread else "loses to" if gap < -spread else "ties"
 
 
 def non_inferior(diffs: list[float], margin: float = MARGIN) -> str:

@@ -3,7 +3,7 @@ applied to rows, and the paper's numbers (nothing measured is typed in here)."""
 
 from __future__ import annotations
 
-from wsjax.study import mean_std, t_interval
+from wsjax.study import beats as helps, matches, mean_std, t_interval  # the config's rules: helps, matches
 
 #: BinaryConnect (Courbariaux, Bengio & David 2015), Table 2: permutation-invariant MNIST
 #: test error (%), mean ± std; a 3x1024 MLP with batch norm, L2-SVM output, 1000 epochs.
@@ -36,16 +36,6 @@ def mean(cell: list[dict], metric: str = "test_accuracy") -> float:
     return mean_std(values(cell, metric))[0]
 
 
-def matches(a: list[float], b: list[float]) -> bool:
-    """The config's rule: mean(a) >= mean(b) - (std(a) + std(b))."""
-    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
-    return ma >= mb - (sa + sb)
-
-
-def helps(better: list[float], base: list[float]) -> bool:
-    """The config's rule: the mean difference exceeds the sum of the two stds."""
-    (mb, sb), (m0, s0) = mean_std(better), mean_std(base)
-    return mb - m0 > sb + s0
 
 
 def drop_points(cell: list[dict], dense: list[dict]) -> float:

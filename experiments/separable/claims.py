@@ -9,7 +9,7 @@ from fractions import Fraction
 import numpy as np
 
 from wsjax.models import counting
-from wsjax.study import mean_std, t_interval
+from wsjax.study import mean_std, separation, t_interval
 
 #: Howard et al. 2017 (MobileNets), Sec. 3.1 and Table 4 (ImageNet): the 3x3 conv cost cut,
 #: and the full MobileNet against the same net with standard convolutions
@@ -54,12 +54,8 @@ def accuracy_cost(reference: list[float], separable: list[float], macs_cut: floa
 
 def compare(net: list[float], reference: list[float]) -> str:
     """The rule: 'better', 'worse' or 'matches' (means apart by more than the sum of stds, or not)."""
-    (m, s), (mr, sr) = mean_std(net), mean_std(reference)
-    if m - mr > s + sr:
-        return "better"
-    if mr - m > s + sr:
-        return "worse"
-    return "matches"
+    gap, spread = separation(net, reference)
+    return "better" if gap > spread else "worse" if gap < -spread else "matches"
 
 
 def speed(ratio: dict) -> str:

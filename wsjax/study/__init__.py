@@ -23,6 +23,6 @@ from wsjax.study.nets import (
     DENSE_EPOCHS, LOOP, QUICK_EPOCHS, QUICK_TRAIN_EXAMPLES, check_input, dense_config, loop_for, model_by_name,
     baseline_store, pretrained, splits, train_val, trained_net,
 )
-from wsjax.study.report import (errorbars, finish_axes, fmt, markdown_table, mean_std, pyplot, save_figure, t_interval,
-                                write_results, write_section)
+from wsjax.study.report import (beats, errorbars, finish_axes, fmt, markdown_table, matches, mean_std, pyplot,
+                                save_figure, separation, t_interval, write_results, write_section)
 from wsjax.study.units import run_units

@@ -74,6 +74,26 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
+def separation(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """``(mean(a) - mean(b), std(a) + std(b))``: the two numbers of the rule several studies
+    fixed before their runs (a beats b iff the gap exceeds the sum of the stds, matches b iff
+    the gap is at least minus that sum)."""
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    return ma - mb, sa + sb
+
+
+def beats(a: Sequence[float], b: Sequence[float]) -> bool:
+    """mean(a) - mean(b) > std(a) + std(b) (see :func:`separation`)."""
+    gap, spread = separation(a, b)
+    return gap > spread
+
+
+def matches(a: Sequence[float], b: Sequence[float]) -> bool:
+    """mean(a) >= mean(b) - (std(a) + std(b)) (see :func:`separation`)."""
+    gap, spread = separation(a, b)
+    return gap >= -spread
+
+
 def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
     """``(mean, sample std, half-width of the 95 % Student-t interval of the mean)``; the
     half-width is NaN for a single value."""
