@@ -16,8 +16,13 @@ def _count(params):
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
 
 
+def _shapes(model, x):
+    """The parameters' shapes and dtypes of ``model.init`` on ``x``, traced, not computed."""
+    return jax.eval_shape(model.init, jax.random.key(0), x)["params"]
+
+
 def test_deep_mlp_has_seven_same_shape_hidden_kernels():
-    params = deep_mlp().init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
+    params = _shapes(deep_mlp(), jnp.zeros((1, 28, 28, 1)))
     assert _count(params) == mlp_params((256,) * 8 + (10,), 784) == 664_074
     shapes = [params[f"Dense_{i}"]["kernel"].shape for i in range(1, 8)]
     assert shapes == [(256, 256)] * 7
@@ -28,7 +33,7 @@ def test_deep_mlp_has_seven_same_shape_hidden_kernels():
 @pytest.mark.parametrize("kw", [{}, {"patch": 4, "width": 32, "depth": 2, "heads": 2, "mlp_ratio": 4}])
 def test_vit_parameter_count_equals_the_formula(kw):
     model = ViT(**kw)
-    params = model.init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)))["params"]
+    params = _shapes(model, jnp.zeros((2, 28, 28, 1)))
     formula_kw = {k: v for k, v in kw.items() if k != "heads"}
     assert _count(params) == vit_params(**formula_kw)
     depth = kw.get("depth", 4)
@@ -69,11 +74,14 @@ def test_vit_learns_fashion_mnist_and_takes_a_shared_pool():
     model = ViT(width=32, depth=2, heads=2)
     params = model.init(jax.random.key(0), x[:2])["params"]
     loss_fn, eval_fn = classifier(lambda p, xb: model.apply({"params": p}, xb))
-    r = fit(loss_fn, params, optax.adam(2e-3), (x[:6000], y[:6000]), epochs=2, batch_size=100, progress=False)
+    # loop='python': 'auto' would compile the ViT's step twice (a Python-loop step and a scan
+    # chunk) to time them; tests/test_train.py tests the choice itself
+    r = fit(loss_fn, params, optax.adam(2e-3), (x[:6000], y[:6000]), epochs=2, batch_size=100, loop="python",
+            progress=False)
     acc = evaluate(eval_fn, r.theta, xt[:2000], yt[:2000])["accuracy"]
     assert acc > 0.70, acc  # chance is 0.10
     net = compress.from_linen(model, r.theta)
     hashed = compress.hashednets(1 / 4, epochs=1, lr=2e-3).run(
-        net, (x[:3000], y[:3000]), (x[-500:], y[-500:]), progress=False)
+        net, (x[:3000], y[:3000]), (x[-500:], y[-500:]), loop="python", progress=False)
     assert hashed.history[-1]["val_accuracy"] > 0.5, hashed.history
     chex.assert_trees_all_equal_shapes(hashed.params, params)
