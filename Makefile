@@ -15,7 +15,7 @@ demo: $(VENV)/.installed data
 	$(PY) $(DEMO)
 
 test: $(VENV)/.installed-test data
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 bench: $(VENV)/.installed-bench data
 	for b in benchmarks/[a-z]*.py; do m=$$(basename $$b .py); echo "== $$m"; $(PY) -m benchmarks.$$m || exit 1; done

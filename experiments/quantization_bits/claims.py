@@ -7,6 +7,8 @@ from wsjax.study import beats as helps, matches, mean_std, t_interval  # the con
 
 #: BinaryConnect (Courbariaux, Bengio & David 2015), Table 2: permutation-invariant MNIST
 #: test error (%), mean ± std; a 3x1024 MLP with batch norm, L2-SVM output, 1000 epochs.
+#: The det. and stoch. means are those of ../shared/PAPERS.md; the stds and the float row
+#: are as recalled from the paper's table (no copy of it was reachable offline to re-check).
 BINARYCONNECT = {"float, no regulariser": (1.30, 0.04), "BinaryConnect (det.)": (1.29, 0.08),
                  "BinaryConnect (stoch.)": (1.18, 0.04)}
 #: points of accuracy the binary net may lose to the dense one and still count as "within"
