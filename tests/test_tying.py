@@ -180,3 +180,87 @@ def test_random_depth_trains_under_jit_without_retracing():
     assert full_depth(p) < 0.5 * before
     # The middle layer moved, so the tied weights were trained.
     assert float(jnp.abs(p["middle_linear"]["kernel"] - params["middle_linear"]["kernel"]).max()) > 0
+
+
+# ----------------------------------------------------------------------------- M unique layers in order
+
+SEVEN = tuple(f"Dense_{i}" for i in range(1, 8))
+
+
+def _seven(seed=0):
+    """``MLP((32,) * 8 + (3,))`` params: seven 32x32 hidden layers Dense_1 .. Dense_7."""
+    rng = np.random.default_rng(seed)
+    sizes = (5,) + (32,) * 8 + (3,)
+    return {f"Dense_{i}": {"bias": (0.1 * rng.standard_normal(n)).astype(np.float32),
+                           "kernel": (rng.standard_normal((m, n)) / np.sqrt(m)).astype(np.float32)}
+            for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:]))}
+
+
+def test_sequence_and_cycle_assignments():
+    from wsjax.sharing import assignment, copies
+
+    assert assignment(6, 3, "sequence") == (0, 0, 1, 1, 2, 2)
+    assert assignment(6, 3, "cycle") == (0, 1, 2, 0, 1, 2)
+    assert assignment(7, 3, "sequence") == (0, 0, 0, 1, 1, 2, 2)
+    assert assignment(7, 3, "cycle") == (0, 1, 2, 0, 1, 2, 0)
+    assert assignment(4, 1) == (0, 0, 0, 0) and assignment(4, 4, "sequence") == (0, 1, 2, 3)
+    assert copies("abcd", 2, "cycle") == [("a", "c"), ("b", "d")]
+    assert copies("abcd", 2, "sequence") == [("a", "b"), ("c", "d")]
+    for bad, match in (((3, 4, "cycle"), "at most"), ((3, 2, "random"), "order"), ((3, 0, "cycle"), "unique")):
+        with pytest.raises(ValueError, match=match):
+            assignment(*bad)
+    with pytest.raises(ValueError, match="distinct"):
+        copies(["a", "a"], 1)
+
+
+@pytest.mark.parametrize("order", ["sequence", "cycle"])
+def test_m_unique_layers_follow_their_copy_and_store_one_copy_each(order):
+    from wsjax import storage
+    from wsjax.sharing import copies, tied_in_order
+
+    params = _seven()
+    t = tied_in_order(SEVEN, 3, order)
+    s = t.init(jax.random.key(0), params)
+    out = jax.jit(bind(t, s))(s.theta)
+    for group in copies(SEVEN, 3, order):  # every layer is its copy's first layer
+        for layer in group:
+            chex.assert_trees_all_equal(out[layer], params[group[0]])
+    chex.assert_trees_all_equal(out["Dense_0"], params["Dense_0"])
+    chex.assert_trees_all_equal(out["Dense_8"], params["Dense_8"])
+    hidden = 32 * 32 + 32
+    assert free_params(s) == count_params(params) - 4 * hidden  # 7 hidden layers kept as 3
+    # gradients: a copy's gradient is the sum of its layers' gradients
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((4, 5)), jnp.float32)
+    model = MLP((32,) * 8 + (3,))
+    loss_w = lambda w: jnp.sum(model.apply({"params": w}, x) ** 2)
+    g_theta = jax.grad(lambda th: loss_w(bind(t, s)(th)))(s.theta)
+    g_w = jax.grad(loss_w)(out)
+    for i, group in enumerate(copies(SEVEN, 3, order)):
+        want = sum(g_w[layer]["kernel"] for layer in group)
+        chex.assert_trees_all_close(g_theta["inner"][i]["shared"]["kernel"], want, rtol=1e-5, atol=1e-6)
+    # the file: one 'tying' group per copy, read back bit for bit
+    data = storage.encode((t, s))
+    back = storage.decode(data)
+    chex.assert_trees_all_equal(back, jax.tree.map(np.asarray, out))
+    _, states = storage.decode(data, with_state=True)
+    assert sorted(states) == ["tying", "tying:1", "tying:2"]
+    plain = storage.encode(jax.tree.map(np.asarray, out))
+    # 3 hidden copies of 4 bytes a weight instead of 7, less the three groups' meta (names, paths)
+    assert 4 * 4 * hidden - 600 < len(plain) - len(data) < 4 * 4 * hidden, (len(plain), len(data))
+
+
+def test_a_copy_used_once_stays_its_layers_own_weights():
+    from wsjax import storage
+    from wsjax.sharing import tied_in_order
+
+    params = _seven()
+    layers = SEVEN[:3]  # sequence over 3 positions with 2 copies: (Dense_1, Dense_2), (Dense_3)
+    t = tied_in_order(layers, 2, "sequence", multiplex="scale_shift")
+    s = t.init(jax.random.key(0), params)
+    assert set(s.theta["inner"][1]) == {"Dense_3/bias", "Dense_3/kernel"}
+    out = t.apply(s)
+    chex.assert_trees_all_equal(out["Dense_2"], params["Dense_1"])  # scale 1, shift 0 at init
+    chex.assert_trees_all_equal(out["Dense_3"], params["Dense_3"])
+    _, states = storage.decode(storage.encode((t, s)), with_state=True)
+    assert sorted(states) == ["tying"]  # Dense_3 is among the plain weights
+    chex.assert_trees_all_equal(storage.decode(storage.encode((t, s))), jax.tree.map(np.asarray, out))

@@ -19,7 +19,7 @@ from wsjax.sharing.local import broadcast_positions, convolution
 from wsjax.sharing.hashing import HashSpec, hash_indices, hashed, hashed_take, hashing
 from wsjax.sharing.lowrank import low_rank, low_rank_leaves, rank_for_budget, svd_factors
 from wsjax.sharing.random_edges import random_edges, random_edges_leaves
-from wsjax.sharing.tying import tied, tying
+from wsjax.sharing.tying import assignment, copies, tied, tied_in_order, tying, tying_in_order
 from wsjax.sharing.predicted import (
     KernelDictionary,
     MatrixDictionary,

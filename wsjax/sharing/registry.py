@@ -22,7 +22,7 @@ from wsjax.sharing.paths import KERNELS
 from wsjax.sharing.predicted import denil_first_layer
 from wsjax.sharing.random_edges import random_edges
 from wsjax.sharing.shared_basis import shared_basis
-from wsjax.sharing.tying import tied
+from wsjax.sharing.tying import tied, tied_in_order
 
 
 class Entry(NamedTuple):
@@ -90,6 +90,8 @@ register("hashing_precomputed", lambda compression, **kw: hashed(compression, pr
 register("low_rank", low_rank, lambda layers: low_rank(rank=3))
 register("random_edges", random_edges, lambda layers: random_edges(0.5))
 register("tying", tied, lambda layers: tied(layers[1:3]))
+register("tying_in_order", tied_in_order,  # the example model has two same-shape layers: one copy
+         lambda layers: tied_in_order(layers[1:3], 1, "sequence", multiplex="scale_shift"))
 register("tying_scale_shift", lambda layers, **kw: tied(layers, multiplex="scale_shift", **kw),
          lambda layers: tied(layers[1:3], multiplex="scale_shift"))
 register("shared_basis", shared_basis,  # Dense_1, Dense_2 kernels share one basis; Dense_0's alone

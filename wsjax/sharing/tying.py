@@ -19,10 +19,16 @@ weights (MiniViT's weight multiplexing), applied to every leaf with two or more 
 ``theta`` is ``{'shared': {leaf name: array}, 'layers': {layer: {leaf name: {...}}}}`` (the
 ``'layers'`` entry only with ``multiplex``).
 
+:func:`tied_in_order` ties ``N`` positions to ``M < N`` unique layers in Takase & Kiyono's
+orders: ``'sequence'`` (position ``p`` uses copy ``floor(p M / N)``: consecutive runs) or
+``'cycle'`` (copy ``p mod M``); each copy used by two or more positions is a tying group as
+above (stored as its own 'tying' group), a copy used once stays that layer's own weights.
+
 References: Lan et al, `ALBERT: A Lite BERT for Self-supervised Learning of Language
 Representations <https://arxiv.org/abs/1909.11942>`_, 2020; Zhang et al, `MiniViT:
 Compressing Vision Transformers with Weight Multiplexing <https://arxiv.org/abs/2204.07154>`_,
-2022.
+2022; Takase & Kiyono, `Lessons on Parameter Sharing across Layers in Transformers
+<https://arxiv.org/abs/2104.06022>`_, 2021 (sequence and cycle assignments).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from wsjax import checks
 from wsjax.sharing.core import SharedParams, Static, Transform, select
 
 MULTIPLEX = (None, "scale_shift", "lowrank")
+ORDERS = ("sequence", "cycle")
 
 
 def _split(path: str, layers: Sequence[str]) -> tuple[str, str]:
@@ -143,3 +150,75 @@ def tied(layers: Sequence[str], *, multiplex: str | None = None, rank: int = 4) 
         return any(path.startswith(p + "/") for p in prefixes)
 
     return select(under_a_layer, tying(prefixes, multiplex=multiplex, rank=rank))
+
+
+def assignment(positions: int, unique: int, order: str = "cycle") -> tuple[int, ...]:
+    """The copy (0 .. ``unique - 1``) each of ``positions`` layers uses: ``'sequence'``
+    ``p * unique // positions``, ``'cycle'`` ``p % unique`` (Takase & Kiyono 2021)."""
+    positions = checks.positive_int(positions, "positions")
+    unique = checks.positive_int(unique, "unique")
+    if unique > positions:
+        raise ValueError(f"unique must be at most the {positions} positions, got {unique}")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    return tuple(p * unique // positions if order == "sequence" else p % unique for p in range(positions))
+
+
+def copies(layers: Sequence[str], unique: int, order: str = "cycle") -> list[tuple[str, ...]]:
+    """The layers of each copy, in copy order: ``copies(['a', 'b', 'c', 'd'], 2, 'cycle')`` is
+    ``[('a', 'c'), ('b', 'd')]``, with ``'sequence'`` ``[('a', 'b'), ('c', 'd')]``."""
+    layers = tuple(layers)
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"layers must be distinct, got {list(layers)}")
+    which = assignment(len(layers), unique, order)
+    return [tuple(l for l, c in zip(layers, which) if c == i) for i in range(unique)]
+
+
+def _under(path: str, layers) -> bool:
+    return any(path.startswith(layer + "/") for layer in layers)
+
+
+def tying_in_order(layers: Sequence[str], unique: int, order: str = "cycle", *,
+                   multiplex: str | None = None, rank: int = 4) -> Transform:
+    """``unique`` copies for the ``layers`` of a ``{path: leaf}`` dict in ``order`` (see
+    :func:`copies`); each copy of two or more layers is :func:`tying` of them, with its
+    ``multiplex``. ``theta`` is a tuple, one entry per copy: the tying theta, or a single
+    layer's ``{path: leaf}``. Use inside :func:`~wsjax.sharing.select`, or :func:`tied_in_order`."""
+    groups = copies(layers, unique, order)
+    inner = [tying(g, multiplex=multiplex, rank=rank) if len(g) > 1 else None for g in groups]
+
+    def init(key, leaves):
+        outside = sorted(p for p in leaves if not _under(p, layers))
+        if outside:
+            raise ValueError(f"{outside[0]!r} is under none of the layers {list(layers)}")
+        thetas, frozen = [], []
+        for i, (g, t) in enumerate(zip(groups, inner)):
+            mine = {p: x for p, x in leaves.items() if _under(p, g)}
+            if t is None:
+                thetas.append(mine)
+                frozen.append(Static(None))
+            else:
+                s = t.init(jax.random.fold_in(key, i), mine)
+                thetas.append(s.theta)
+                frozen.append(s.frozen)
+        return SharedParams(tuple(thetas), tuple(frozen))
+
+    def apply(state):
+        out = {}
+        for t, theta, frozen in zip(inner, state.theta, state.frozen):
+            out.update(theta if t is None else t.apply(SharedParams(theta, frozen)))
+        return out
+
+    return Transform(init, apply, codec="tying_in_order")
+
+
+def tied_in_order(layers: Sequence[str], unique: int, order: str = "cycle", *,
+                  multiplex: str | None = None, rank: int = 4) -> Transform:
+    """:func:`tying_in_order` on a model's params pytree (all leaves under ``layer/``).
+
+    Example: on the deep MLP's seven 256x256 hidden layers, ``tied_in_order([f'Dense_{i}' for
+    i in range(1, 8)], 3, 'cycle')`` keeps three hidden layers, used in the order 1 2 3 1 2 3 1.
+    """
+    prefixes = tuple(layers)
+    return select(lambda path: _under(path, prefixes),
+                  tying_in_order(prefixes, unique, order, multiplex=multiplex, rank=rank))

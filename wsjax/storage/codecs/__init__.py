@@ -113,6 +113,8 @@ register(weights)
 register(hashing)
 register(low_rank)
 register(tying)
+from wsjax.storage.codecs import tying_in_order  # noqa: E402
+register(tying_in_order)
 from wsjax.storage.codecs import shared_basis  # noqa: E402
 register(shared_basis)
 from wsjax.storage.codecs import predicted  # noqa: E402
