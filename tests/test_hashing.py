@@ -150,6 +150,33 @@ def _mlp_params(features=(30, 20, 10), in_dim=16, seed=0):
     }
 
 
+def test_uniform_budgets_split_the_total_equally_within_each_layers_size():
+    from wsjax.sharing import uniform_budgets
+
+    # LeNet-300-100's kernels at 1/8: 33,275 buckets; the 100x10 layer can use only 1,000
+    sizes = {"Dense_0": 784 * 300, "Dense_1": 300 * 100, "Dense_2": 100 * 10}
+    total = num_buckets(1 / 8, sum(sizes.values()))
+    assert total == 33_275
+    assert uniform_budgets(sizes, total) == {"Dense_2": 1000, "Dense_1": 16_137, "Dense_0": 16_138}
+    assert uniform_budgets({"a": 10, "b": 10, "c": 10}, 9) == {"a": 3, "b": 3, "c": 3}
+    assert uniform_budgets({"a": 10, "b": 10}, 30) == {"a": 10, "b": 10}  # capped at the sizes
+    assert uniform_budgets({"a": 10, "b": 10, "c": 10}, 2) == {"a": 1, "b": 1, "c": 1}  # at least one
+
+
+def test_a_uniform_budget_hashes_each_layer_into_equal_buckets_and_stores_them():
+    from wsjax import storage
+
+    params = _mlp_params()  # kernels of 480, 600 and 200 weights: 160 buckets at 1/8
+    t = hashed(1 / 8, budget="uniform")
+    s = t.init(jax.random.key(1), params)
+    shapes = {p: x.shape for p, x in s.theta["inner"].items()}  # the largest layer takes the remainder
+    assert shapes == {"Dense_0/kernel": (53,), "Dense_1/kernel": (54,), "Dense_2/kernel": (53,)}
+    assert free_params(s) == 160 + 30 + 20 + 10
+    out = t.apply(s)
+    chex.assert_trees_all_equal_shapes(out, params)
+    chex.assert_trees_all_equal(storage.decode(storage.encode((t, s))), jax.tree.map(np.asarray, out))
+
+
 @pytest.mark.parametrize("scope", ["layer", "pool"])
 def test_free_and_virtual_counts_are_exact(scope):
     params = _mlp_params()
@@ -294,6 +321,8 @@ def test_a_hashed_net_trains_under_jit():
         ({"compression": 0.5, "scope": "global"}, ValueError),
         ({"compression": 0.5, "init": "zeros"}, ValueError),
         ({"compression": 0.5, "seed": -1}, ValueError),
+        ({"compression": 0.5, "budget": "equal"}, ValueError),
+        ({"compression": 0.5, "scope": "pool", "budget": "uniform"}, ValueError),
     ],
 )
 def test_bad_config_raises(kwargs, error):

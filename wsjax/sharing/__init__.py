@@ -16,7 +16,7 @@ from wsjax.sharing.core import (
     virtual_params,
 )
 from wsjax.sharing.local import broadcast_positions, convolution
-from wsjax.sharing.hashing import HashSpec, hash_indices, hashed, hashed_take, hashing
+from wsjax.sharing.hashing import HashSpec, hash_indices, hashed, hashed_take, hashing, uniform_budgets
 from wsjax.sharing.lowrank import low_rank, low_rank_leaves, rank_for_budget, svd_factors
 from wsjax.sharing.random_edges import random_edges, random_edges_leaves
 from wsjax.sharing.tying import assignment, copies, tied, tied_in_order, tying, tying_in_order

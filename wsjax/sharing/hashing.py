@@ -22,6 +22,9 @@ Two scopes, both with ``compression = free / virtual``:
 
 * ``scope='layer'`` (the paper): every selected leaf has its own ``K_l = round(c * n_l)``
   buckets;
+  with ``budget='uniform'`` the same total ``round(c * sum_l n_l)`` is split into equal
+  per-leaf bucket counts instead (a leaf never gets more buckets than it has weights; what
+  a small leaf cannot use goes to the larger ones);
 * ``scope='pool'`` (cross-layer hashing): one vector of ``K = round(c * sum_l n_l)`` buckets
   is shared by all selected leaves; the layer id in the hash key keeps their patterns apart.
 
@@ -49,6 +52,7 @@ from wsjax.sharing.core import SharedParams, Static, Transform, select
 from wsjax.sharing.paths import KERNELS, KERNELS_AND_BIASES, Include
 
 SCOPES = ("layer", "pool")
+BUDGETS = ("proportional", "uniform")
 INITS = ("random", "project")
 
 # xxHash32 primes.
@@ -244,6 +248,19 @@ def num_buckets(compression: float, size: int) -> int:
     return max(1, int(round(compression * size)))
 
 
+def uniform_budgets(sizes: Mapping[str, int], total: int) -> dict[str, int]:
+    """``total`` buckets split equally over leaves of ``sizes`` virtual weights, each at least
+    1 and at most its size (water-filling from the smallest leaf: the share a leaf cannot use
+    goes to the larger ones). The counts sum to ``total`` when ``len(sizes) <= total <=
+    sum(sizes)``."""
+    order = sorted(sizes, key=lambda p: (sizes[p], p))
+    out, remaining = {}, int(total)
+    for i, p in enumerate(order):
+        out[p] = max(1, min(int(sizes[p]), remaining // (len(order) - i)))
+        remaining -= out[p]
+    return out
+
+
 def _check_config(compression, scope, init, seed):
     """``(compression, seed)`` as a Python float and int, or a clear error."""
     compression = checks.number(compression, "compression (free / virtual)", lo=0.0, hi=1.0, lo_open=True)
@@ -296,6 +313,7 @@ def hashing(
     seed: int = 0,
     precompute: bool = False,
     init: str = "random",
+    budget: str = "proportional",
 ) -> Transform:
     """HashedNets over a ``{path: leaf}`` dict (use inside :func:`~wsjax.sharing.select`).
 
@@ -304,6 +322,8 @@ def hashing(
         bucket.
       scope: ``'layer'`` (one bucket vector per leaf, the paper) or ``'pool'`` (one bucket
         vector shared by all the leaves; cross-layer hashing).
+      budget: scope 'layer' only: ``'proportional'`` (``K_l = round(c * n_l)``, the paper)
+        or ``'uniform'`` (the same total split equally: :func:`uniform_budgets`).
       seed: the hash seed (uint32).
       precompute: store the signed indices in ``frozen`` (int32, one per virtual weight)
         instead of recomputing the hash in every forward and backward pass.
@@ -317,9 +337,17 @@ def hashing(
     'pool'.
     """
     compression, seed = _check_config(compression, scope, init, seed)
+    if budget not in BUDGETS:
+        raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}")
+    if budget != "proportional" and scope != "layer":
+        raise ValueError(f"budget={budget!r} splits per-layer buckets; scope {scope!r} has one pool")
 
     def make_specs(leaves):
         ids = _layer_ids(leaves)
+        if budget == "uniform":
+            sizes = {p: int(x.size) for p, x in leaves.items()}
+            ks = uniform_budgets(sizes, num_buckets(compression, sum(sizes.values())))
+            return {p: HashSpec(tuple(x.shape), ks[p], ids[p], int(seed)) for p, x in leaves.items()}
         if scope == "layer":
             return {
                 p: HashSpec(tuple(x.shape), num_buckets(compression, x.size), ids[p], int(seed))
@@ -380,6 +408,7 @@ def hashed(
     biases: bool = False,
     include: Include | None = None,
     init: str = "random",
+    budget: str = "proportional",
 ) -> Transform:
     """HashedNets on a model's params pytree: hash the kernels (and biases if ``biases``).
 
@@ -393,5 +422,5 @@ def hashed(
         include = KERNELS_AND_BIASES if biases else KERNELS
     return select(
         include,
-        hashing(compression, scope=scope, seed=seed, precompute=precompute, init=init),
+        hashing(compression, scope=scope, seed=seed, precompute=precompute, init=init, budget=budget),
     )

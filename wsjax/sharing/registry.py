@@ -83,6 +83,8 @@ register("pruned", pruned, lambda layers: pruned(0.5))
 register("quantize", quantize, lambda layers: quantize(KERNELS, 3))
 register("pruned_quantized", pruned_quantized, lambda layers: pruned_quantized(0.6, 2))
 register("hashing", hashed, lambda layers: hashed(0.25))
+register("hashing_uniform", lambda compression, **kw: hashed(compression, budget="uniform", **kw),
+         lambda layers: hashed(0.25, budget="uniform"))
 register("hashing_pool", lambda compression, **kw: hashed(compression, scope="pool", **kw),
          lambda layers: hashed(0.25, scope="pool"))
 register("hashing_precomputed", lambda compression, **kw: hashed(compression, precompute=True, **kw),
