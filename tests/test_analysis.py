@@ -284,3 +284,49 @@ def test_independent_layers_are_explained_at_the_random_baseline():
         explained_by_others([np.ones((4, 3))], 0, 1)
     with pytest.raises(ValueError, match="side"):
         explained_by_others(ws, 0, 1, side="left")
+
+
+# ----------------------------------------------------------------------------- collision load
+
+
+def _collisions_by_hand(specs, pooled):
+    """The same statistics by a loop over every virtual weight (an independent reference)."""
+    from wsjax.sharing.hashing import hash_indices_numpy
+
+    users = {}  # (vector, bucket) -> {leaf: count}
+    for p, s in specs.items():
+        for b in hash_indices_numpy(s)[0].ravel().tolist():
+            key = ("pool" if pooled else p, b)
+            users.setdefault(key, {}).setdefault(p, 0)
+            users[key][p] += 1
+    out = {}
+    for p in specs:
+        read = [u for u in users.values() if p in u]
+        out[p] = (len(read), sum(sum(u.values()) for u in read) / len(read),
+                  sum(len(u) > 1 for u in read) / len(read))
+    return out
+
+
+@pytest.mark.parametrize("scope", ["layer", "pool"])
+def test_collision_load_per_layer_and_in_a_pool(scope):
+    from wsjax.analysis import collision_load
+    from wsjax.sharing import hashed
+
+    params = {"a": {"kernel": np.zeros((40, 25), np.float32)}, "b": {"kernel": np.zeros((10, 3), np.float32)},
+              "c": {"kernel": np.zeros((6, 5), np.float32)}}
+    t = hashed(1 / 8, scope=scope)
+    s = t.init(jax.random.key(0), params)
+    load = collision_load(s)
+    specs = dict(s.frozen["specs"].value)
+    assert set(load) == {"a/kernel", "b/kernel", "c/kernel"}
+    for p, (used, mean_load, shared) in _collisions_by_hand(specs, scope == "pool").items():
+        assert load[p]["used"] == used and load[p]["virtual"] == specs[p].size
+        assert load[p]["load"] == pytest.approx(mean_load) and load[p]["shared"] == pytest.approx(shared)
+    if scope == "layer":  # own buckets: load = weights / buckets read, nothing shared
+        assert load["a/kernel"]["buckets"] == 125 and load["a/kernel"]["load"] == 1000 / load["a/kernel"]["used"]
+        assert all(v["shared"] == 0.0 for v in load.values())
+    else:  # one pool of round(1060 / 8) = 132 buckets; the small layers live among the big one's weights
+        assert {v["buckets"] for v in load.values()} == {132}
+        assert load["b/kernel"]["shared"] == 1.0 and load["b/kernel"]["load"] > 1000 / 132
+    with pytest.raises(ValueError, match="hashing transform"):
+        collision_load(s._replace(frozen={}))

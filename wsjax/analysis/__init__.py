@@ -5,7 +5,10 @@
 * :mod:`~wsjax.analysis.representations`: every layer's output of a linen model on a dataset.
 * :mod:`~wsjax.analysis.predictability`: Denil's within-layer prediction by kernel ridge
   regression, and how much of a layer the other layers' subspaces explain at equal rank.
+* :mod:`~wsjax.analysis.collisions`: how many virtual weights each hash bucket serves, by layer.
 """
+
+from wsjax.analysis.collisions import collision_load
 
 from wsjax.analysis.spectra import as_matrix, effective_rank, energy_rank, singular_values, spectra
 from wsjax.analysis.similarity import (
