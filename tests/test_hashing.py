@@ -323,6 +323,8 @@ def test_a_hashed_net_trains_under_jit():
         ({"compression": 0.5, "seed": -1}, ValueError),
         ({"compression": 0.5, "budget": "equal"}, ValueError),
         ({"compression": 0.5, "scope": "pool", "budget": "uniform"}, ValueError),
+        ({"compression": 0.5, "layer_scale": True}, ValueError),
+        ({"compression": 0.5, "scope": "pool", "layer_scale": 1}, TypeError),
     ],
 )
 def test_bad_config_raises(kwargs, error):
@@ -390,3 +392,39 @@ def test_host_hash_and_gather_equal_the_jitted_ones_bit_for_bit():
             assert host.dtype == device.dtype
             np.testing.assert_array_equal(host.view(np.uint16 if dtype != np.float32 else np.uint32),
                                           device.view(np.uint16 if dtype != np.float32 else np.uint32))
+
+
+@pytest.mark.parametrize("precompute", [False, True])
+def test_a_pool_with_layer_scales_multiplies_each_leaf_and_learns_the_scales(precompute):
+    from wsjax import storage
+
+    params = _mlp_params()
+    plain = hashed(1 / 8, scope="pool", precompute=precompute)
+    t = hashed(1 / 8, scope="pool", layer_scale=True, precompute=precompute)
+    s0, s = plain.init(jax.random.key(1), params), t.init(jax.random.key(1), params)
+    chex.assert_trees_all_equal(s.theta["inner"]["pool"], s0.theta["inner"])  # the same buckets
+    assert free_params(s) == free_params(s0) + 3  # one scalar per hashed kernel
+    kernels = {p: params[p.split("/")[0]]["kernel"] for p in s.theta["inner"]["scale"]}
+    rms = np.sqrt(sum(np.sum(k.astype(np.float64) ** 2) for k in kernels.values()) / sum(k.size for k in kernels.values()))
+    for p, k in kernels.items():  # each leaf starts at its own scale
+        np.testing.assert_allclose(s.theta["inner"]["scale"][p], np.std(k) / rms, rtol=1e-5)
+    theta = jax.tree.map(lambda x: x, s.theta)
+    theta["inner"]["scale"] = {p: jnp.float32(v) for p, v in zip(sorted(kernels), (2.0, -0.5, 3.0))}
+    s = s._replace(theta=theta)
+    out, base = t.apply(s), plain.apply(s0)
+    for (p, v) in zip(sorted(kernels), (2.0, -0.5, 3.0)):
+        layer = p.split("/")[0]
+        chex.assert_trees_all_equal(out[layer]["kernel"], jnp.float32(v) * base[layer]["kernel"])
+    # the scales' gradient is the leaf's gradient contracted with its unscaled weights
+    x = jnp.asarray(np.random.default_rng(2).standard_normal((4, 16)), jnp.float32)
+    model = MLP((30, 20, 10))
+    loss_w = lambda w: jnp.sum(model.apply({"params": w}, x) ** 2)
+    g = jax.grad(lambda th: loss_w(bind(t, s)(th)))(s.theta)
+    g_w = jax.grad(loss_w)(out)
+    for p in sorted(kernels):
+        layer = p.split("/")[0]
+        want = jnp.sum(g_w[layer]["kernel"] * base[layer]["kernel"])
+        np.testing.assert_allclose(g["inner"]["scale"][p], want, rtol=1e-4)
+    data = storage.encode((t, s))  # the file: the pool, three scalars, read back bit for bit
+    chex.assert_trees_all_equal(storage.decode(data), jax.tree.map(np.asarray, out))
+    assert len(data) - len(storage.encode((plain, s0))) < 3 * 4 + 3 * 40  # three scalars and their names

@@ -26,7 +26,7 @@ def _hashing_parts(state: SharedParams) -> tuple[dict[str, HashSpec], bool]:
         raise ValueError("collision_load needs the state of a hashing transform (hashed or hashing)")
     if isinstance(theta, dict) and set(theta) == {"rest", "inner"}:
         theta = theta["inner"]
-    return dict(frozen["specs"].value), not isinstance(theta, Mapping)
+    return dict(frozen["specs"].value), "layer_scale" in frozen or not isinstance(theta, Mapping)
 
 
 def collision_load(state: SharedParams) -> dict[str, dict]:

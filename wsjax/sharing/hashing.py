@@ -27,6 +27,8 @@ Two scopes, both with ``compression = free / virtual``:
   a small leaf cannot use goes to the larger ones);
 * ``scope='pool'`` (cross-layer hashing): one vector of ``K = round(c * sum_l n_l)`` buckets
   is shared by all selected leaves; the layer id in the hash key keeps their patterns apart.
+  With ``layer_scale=True`` each leaf also learns one scalar ``s_l`` (its sign included):
+  ``V_l = s_l * xi * w[h]``, so layers of different scales can share one pool.
 
 Layer ids are the leaves' positions in the sorted list of selected paths (stable for a
 given selection) and travel, with shapes and bucket counts, as :class:`~wsjax.sharing.Static`
@@ -314,6 +316,7 @@ def hashing(
     precompute: bool = False,
     init: str = "random",
     budget: str = "proportional",
+    layer_scale: bool = False,
 ) -> Transform:
     """HashedNets over a ``{path: leaf}`` dict (use inside :func:`~wsjax.sharing.select`).
 
@@ -324,6 +327,10 @@ def hashing(
         vector shared by all the leaves; cross-layer hashing).
       budget: scope 'layer' only: ``'proportional'`` (``K_l = round(c * n_l)``, the paper)
         or ``'uniform'`` (the same total split equally: :func:`uniform_budgets`).
+      layer_scale: scope 'pool' only: a learned scalar per leaf multiplies its virtual
+        weights (initialised, with ``init='random'``, to the leaf's standard deviation over
+        the pool's root mean square, so each layer starts at its own scale; to 1 with
+        ``'project'``). ``theta`` is then ``{'pool': buckets, 'scale': {path: scalar}}``.
       seed: the hash seed (uint32).
       precompute: store the signed indices in ``frozen`` (int32, one per virtual weight)
         instead of recomputing the hash in every forward and backward pass.
@@ -341,6 +348,10 @@ def hashing(
         raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}")
     if budget != "proportional" and scope != "layer":
         raise ValueError(f"budget={budget!r} splits per-layer buckets; scope {scope!r} has one pool")
+    if not isinstance(layer_scale, (bool, np.bool_)):
+        raise TypeError(f"layer_scale must be True or False, got {type(layer_scale).__name__}")
+    if layer_scale and scope != "pool":
+        raise ValueError("layer_scale scales the leaves of one pool; use it with scope='pool'")
 
     def make_specs(leaves):
         ids = _layer_ids(leaves)
@@ -374,11 +385,17 @@ def hashing(
         else:
             k = next(iter(specs.values())).num_buckets
             dtype = jnp.result_type(*leaves.values())
+            rms = _rms(leaves.values())
             if init == "random":
-                theta = _random_buckets(key, k, _rms(leaves.values()), dtype)
+                theta = _random_buckets(key, k, rms, dtype)
             else:
                 theta = _projected_buckets(leaves, specs, k, dtype)
+            if layer_scale:
+                ratio = lambda x: _std(x) / jnp.maximum(rms, 1e-30) if init == "random" else 1.0
+                theta = {"pool": theta, "scale": {p: jnp.asarray(ratio(x), dtype) for p, x in leaves.items()}}
         frozen = {"specs": Static(tuple(sorted(specs.items())))}
+        if layer_scale:
+            frozen["layer_scale"] = Static(True)
         if precompute:
             frozen["signed_index"] = {p: signed_index(s) for p, s in specs.items()}
         return SharedParams(theta, frozen)
@@ -386,14 +403,17 @@ def hashing(
     def apply_fn(state):
         specs = dict(state.frozen["specs"].value)
         stored = state.frozen.get("signed_index")
+        scaled = "layer_scale" in state.frozen
         out = {}
         for p, spec in specs.items():
-            buckets = state.theta[p] if scope == "layer" else state.theta
+            buckets = state.theta[p] if scope == "layer" else state.theta["pool"] if scaled else state.theta
             _check_buckets(buckets, spec)
             if stored is None:
                 out[p] = hashed_take(buckets, spec)
             else:
                 out[p] = precomputed_take(buckets, stored[p])
+            if scaled:
+                out[p] = state.theta["scale"][p] * out[p]
         return out
 
     return Transform(init_fn, apply_fn, codec="hashing")
@@ -409,6 +429,7 @@ def hashed(
     include: Include | None = None,
     init: str = "random",
     budget: str = "proportional",
+    layer_scale: bool = False,
 ) -> Transform:
     """HashedNets on a model's params pytree: hash the kernels (and biases if ``biases``).
 
@@ -422,5 +443,6 @@ def hashed(
         include = KERNELS_AND_BIASES if biases else KERNELS
     return select(
         include,
-        hashing(compression, scope=scope, seed=seed, precompute=precompute, init=init, budget=budget),
+        hashing(compression, scope=scope, seed=seed, precompute=precompute, init=init, budget=budget,
+                layer_scale=layer_scale),
     )

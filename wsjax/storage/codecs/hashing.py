@@ -3,11 +3,12 @@
 Meta::
 
     {"scope": "layer" | "pool", "precompute": bool,
-     "leaves": [[path, shape, num_buckets, layer id, seed], ...]}
+     "leaves": [[path, shape, num_buckets, layer id, seed], ...],
+     "layer_scale": true}                                 (only for a pool with layer scales)
 
 Records: scope 'layer' has one bucket vector per leaf, named by the leaf's path; scope
 'pool' has the one shared vector, named ``'pool'``. A ``precompute=True`` state stores the
-same (its signed index array is rebuilt with :func:`~wsjax.sharing.hashing.signed_index`
+same (a pool with ``layer_scale`` adds one scalar record ``scale/<path>`` per leaf; its signed index array is rebuilt with :func:`~wsjax.sharing.hashing.signed_index`
 on decoding, not stored). Decoding rebuilds the virtual leaves with the transform's gather
 computed on the host (:func:`~wsjax.sharing.hashing.hashed_take_numpy`), which equals
 ``transform.apply(state)`` bit for bit.
@@ -38,21 +39,29 @@ POOL = "pool"  # the record name of a pool's bucket vector
 _WHERE = "hashing group"
 
 
+def _scale(path: str) -> str:
+    return f"scale/{path}"
+
+
 def encode(state: SharedParams, options) -> Group:
     del options
     specs = dict(state.frozen["specs"].value)
     stored = state.frozen.get("signed_index")
-    pool = not isinstance(state.theta, Mapping)
+    scaled = "layer_scale" in state.frozen
+    pool = scaled or not isinstance(state.theta, Mapping)
+    vector = state.theta["pool"] if scaled else state.theta
     if pool:  # the order the leaves were given in, where the state still has it
         order = list(stored) if stored is not None else list(specs)
-        buckets = {POOL: state.theta}
+        buckets = {POOL: vector}
+        if scaled:
+            buckets.update({_scale(p): state.theta["scale"][p] for p in order})
     else:
         order = list(state.theta)
         buckets = dict(state.theta)
     if set(order) != set(specs):
         raise ValueError(f"hashing state: leaves {sorted(order)}, specs for {sorted(specs)}")
     for p in order:
-        vector = state.theta if pool else state.theta[p]
+        vector = buckets[POOL] if pool else state.theta[p]
         if tuple(vector.shape) != (specs[p].num_buckets,):
             raise ValueError(f"hashing state: the buckets of {p!r} have shape {vector.shape}, "
                              f"its spec wants ({specs[p].num_buckets},)")
@@ -63,6 +72,8 @@ def encode(state: SharedParams, options) -> Group:
     ]
     meta = {"scope": "pool" if pool else "layer", "precompute": stored is not None,
             "leaves": leaves}
+    if scaled:
+        meta["layer_scale"] = True
     return Group(name, meta, as_numpy(buckets), tuple(order))
 
 
@@ -91,8 +102,11 @@ def _specs(meta, itemsize: int) -> dict:
 
 
 def decode(group: Group):
-    meta = check_keys(group.meta, _WHERE, ("scope", "precompute", "leaves"))
+    meta = check_keys(group.meta, _WHERE, ("scope", "precompute", "leaves"), ("layer_scale",))
     scope = meta["scope"]
+    scaled = "layer_scale" in meta
+    if scaled and (meta["layer_scale"] is not True or scope != "pool"):
+        fail(_WHERE, "layer_scale, where present, is true and belongs to a pool")
     if scope not in SCOPES:
         fail(_WHERE, f"scope must be one of {SCOPES}, got {scope!r}")
     if not isinstance(meta["precompute"], bool):
@@ -103,8 +117,11 @@ def decode(group: Group):
         if len(counts) != 1:
             fail(_WHERE, "the leaves of a pool disagree on its number of buckets")
         (k,) = counts
-        expect_records(group, [POOL], _WHERE)
+        expect_records(group, [POOL] + ([_scale(p) for p in specs] if scaled else []), _WHERE)
         theta = jax.device_put(array(group, POOL, _WHERE, shape=(k,)))
+        if scaled:
+            theta = {"pool": theta,
+                     "scale": {p: jax.device_put(array(group, _scale(p), _WHERE, shape=())) for p in specs}}
     else:
         expect_records(group, specs, _WHERE)
         theta = {
@@ -112,18 +129,24 @@ def decode(group: Group):
             for p, s in specs.items()
         }
     frozen = {"specs": Static(tuple(sorted(specs.items())))}
+    if scaled:
+        frozen["layer_scale"] = Static(True)
     if meta["precompute"]:
         frozen["signed_index"] = {p: jax.device_put(signed_index_numpy(s)) for p, s in specs.items()}
     state = SharedParams(theta, frozen)
     # The transform's gather on the host (bit-identical to its jitted apply, without one
     # compilation per leaf: a file of many small hashed leaves decodes in milliseconds).
-    params = {p: hashed_take_numpy(np.asarray(theta[p] if scope == "layer" else theta), s)
+    vector = theta["pool"] if scaled else theta
+    params = {p: hashed_take_numpy(np.asarray(theta[p] if scope == "layer" else vector), s)
               for p, s in specs.items()}
+    if scaled:  # one rounding, as in the jitted apply (the sign product before it is exact)
+        params = {p: np.asarray(theta["scale"][p]) * v for p, v in params.items()}
     return as_numpy(params), state
 
 
 def rows(group: Group) -> list[Row]:
     paths = tuple(entry[0] for entry in group.meta["leaves"])
     if group.meta["scope"] == "pool":
-        return [Row(POOL, (POOL,), paths)]
+        scales = tuple(_scale(p) for p in paths) if group.meta.get("layer_scale") else ()
+        return [Row(POOL, (POOL,) + scales, paths)]
     return [Row(p, (p,), (p,)) for p in paths]
