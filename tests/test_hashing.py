@@ -14,6 +14,7 @@ from wsjax.sharing import bind, count_params, free_params, virtual_params
 from wsjax.sharing.hashing import (
     HashSpec,
     hash_indices,
+    hash_indices_numpy,
     hashed,
     hashed_take,
     hashing,
@@ -428,3 +429,32 @@ def test_a_pool_with_layer_scales_multiplies_each_leaf_and_learns_the_scales(pre
     data = storage.encode((t, s))  # the file: the pool, three scalars, read back bit for bit
     chex.assert_trees_all_equal(storage.decode(data), jax.tree.map(np.asarray, out))
     assert len(data) - len(storage.encode((plain, s0))) < 3 * 4 + 3 * 40  # three scalars and their names
+
+
+def test_block_hashing_reads_contiguous_runs_of_buckets_per_chunk():
+    from wsjax import storage
+
+    spec = HashSpec((7, 9), 50, layer=2, seed=5, block=8)  # 63 weights: 7 chunks of 8, the last of 7
+    index, sign = hash_indices(spec)
+    chunk_spec = HashSpec((8, 1), 50, layer=2, seed=5)  # the chunks' own keys (layer, c, 0)
+    starts, signs = (np.asarray(a).ravel() for a in hash_indices(chunk_spec))
+    flat_i, flat_s = np.asarray(index).ravel(), np.asarray(sign).ravel()
+    for e in range(63):
+        c, o = divmod(e, 8)
+        assert flat_i[e] == (starts[c] + o) % 50 and flat_s[e] == signs[c]
+    np.testing.assert_array_equal(hash_indices_numpy(spec)[0], index)  # host == device, bit for bit
+    np.testing.assert_array_equal(hash_indices_numpy(spec)[1], sign)
+    # block 1 is the element-wise hash; a block longer than the leaf hashes the leaf as one chunk
+    np.testing.assert_array_equal(hash_indices(spec._replace(block=1))[0], hash_indices(HashSpec((7, 9), 50, 2, 5))[0])
+    whole = np.asarray(hash_indices(spec._replace(block=10**9))[0]).ravel()
+    np.testing.assert_array_equal(whole, (whole[0] + np.arange(63)) % 50)
+    # the transform: a ROAST-style global pool of blocks trains and stores like element-wise hashing
+    params = _mlp_params()
+    t = hashed(1 / 8, scope="pool", block=16)
+    s = t.init(jax.random.key(0), params)
+    check_grads(lambda b: t.apply(s._replace(theta={**s.theta, "inner": b}))["Dense_1"]["kernel"].sum() ** 2,
+                (s.theta["inner"],), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+    data = storage.encode((t, s))
+    chex.assert_trees_all_equal(storage.decode(data), jax.tree.map(np.asarray, t.apply(s)))
+    _, states = storage.decode(data, with_state=True)
+    assert {spec.block for _, spec in states["hashing"].frozen["specs"].value} == {16}

@@ -30,6 +30,11 @@ Two scopes, both with ``compression = free / virtual``:
   With ``layer_scale=True`` each leaf also learns one scalar ``s_l`` (its sign included):
   ``V_l = s_l * xi * w[h]``, so layers of different scales can share one pool.
 
+Block hashing (ROAST, Desai & Shrivastava 2023): with ``block=Z > 1`` the leaf, flattened
+row-major, is cut into chunks of ``Z`` consecutive weights, and a chunk is hashed as a whole:
+weight ``o`` of chunk ``c`` is ``xi(layer, c) * w[(h(layer, c) + o) mod K]``, so each chunk
+reads a contiguous run of buckets (cache-friendly) and the hash runs once per chunk.
+
 Layer ids are the leaves' positions in the sorted list of selected paths (stable for a
 given selection) and travel, with shapes and bucket counts, as :class:`~wsjax.sharing.Static`
 metadata.
@@ -37,7 +42,9 @@ metadata.
 References: Chen et al, `Compressing Neural Networks with the Hashing Trick
 <https://arxiv.org/abs/1504.04788>`_, 2015; Collet, `xxHash
 <https://github.com/Cyan4973/xxHash/blob/dev/doc/xxhash_spec.md>`_ (the 32-bit mixing
-constants and avalanche).
+constants and avalanche); Desai & Shrivastava, `In defense of parameter sharing for model
+compression <https://arxiv.org/abs/2310.11611>`_ and Desai et al., ROAST (ICML 2023), block
+hashing into one global memory.
 """
 
 from __future__ import annotations
@@ -94,6 +101,7 @@ class HashSpec(NamedTuple):
     num_buckets: int  # K, the length of the bucket vector it gathers from
     layer: int  # layer id, part of the hash key
     seed: int
+    block: int = 1  # Z: consecutive weights hashed as one chunk (1: every weight on its own)
 
     @property
     def rows(self) -> int:
@@ -113,6 +121,8 @@ def _check_spec(spec: HashSpec) -> None:
         raise ValueError(f"num_buckets must be in [1, 2**31), got {spec.num_buckets}")
     if not 0 <= spec.layer < 2**32 or not 0 <= spec.seed < 2**32:
         raise ValueError(f"layer and seed must fit in uint32, got {spec.layer}, {spec.seed}")
+    if not 1 <= spec.block < 2**31:
+        raise ValueError(f"block must be in [1, 2**31), got {spec.block}")
 
 
 def hash_words(spec: HashSpec, xp=jnp):
@@ -131,12 +141,24 @@ def hash_words(spec: HashSpec, xp=jnp):
     return _avalanche(pre), _avalanche(pre ^ _SIGN_SALT)
 
 
+def _sign_of(sh, xp):
+    return (1.0 - 2.0 * (sh >> np.uint32(31)).astype(xp.float32)).astype(xp.float32)
+
+
 def _index_and_sign(spec: HashSpec, xp):
     """``(index, sign)`` from the raw hashes, in ``xp`` (``jax.numpy`` or ``numpy``)."""
-    ih, sh = hash_words(spec, xp)
-    index = (ih % np.uint32(spec.num_buckets)).astype(xp.int32)
-    sign = (1.0 - 2.0 * (sh >> np.uint32(31)).astype(xp.float32)).astype(xp.float32)
-    return index.reshape(spec.shape), sign.reshape(spec.shape)
+    k = np.uint32(spec.num_buckets)
+    if spec.block == 1:
+        ih, sh = hash_words(spec, xp)
+        return (ih % k).astype(xp.int32).reshape(spec.shape), _sign_of(sh, xp).reshape(spec.shape)
+    z = min(int(spec.block), spec.size)  # a block longer than the leaf is the whole leaf
+    chunks = -(-spec.size // z)
+    ih, sh = hash_words(spec._replace(shape=(chunks, 1), block=1), xp)  # one key (layer, c, 0) a chunk
+    start = (ih % k).astype(xp.int64 if xp is np else xp.uint32)  # < 2**31, so start + o fits uint32
+    offsets = xp.arange(z, dtype=start.dtype)[None, :]
+    index = ((start + offsets) % start.dtype.type(spec.num_buckets)).astype(xp.int32).reshape(-1)
+    sign = xp.broadcast_to(_sign_of(sh, xp), (chunks, z)).reshape(-1)
+    return index[: spec.size].reshape(spec.shape), sign[: spec.size].reshape(spec.shape)
 
 
 def _pack(index, sign, xp):
@@ -317,6 +339,7 @@ def hashing(
     init: str = "random",
     budget: str = "proportional",
     layer_scale: bool = False,
+    block: int = 1,
 ) -> Transform:
     """HashedNets over a ``{path: leaf}`` dict (use inside :func:`~wsjax.sharing.select`).
 
@@ -331,6 +354,8 @@ def hashing(
         weights (initialised, with ``init='random'``, to the leaf's standard deviation over
         the pool's root mean square, so each layer starts at its own scale; to 1 with
         ``'project'``). ``theta`` is then ``{'pool': buckets, 'scale': {path: scalar}}``.
+      block: hash chunks of this many consecutive weights as one (ROAST; see the module
+        docstring); 1 hashes every weight on its own (the paper).
       seed: the hash seed (uint32).
       precompute: store the signed indices in ``frozen`` (int32, one per virtual weight)
         instead of recomputing the hash in every forward and backward pass.
@@ -352,20 +377,21 @@ def hashing(
         raise TypeError(f"layer_scale must be True or False, got {type(layer_scale).__name__}")
     if layer_scale and scope != "pool":
         raise ValueError("layer_scale scales the leaves of one pool; use it with scope='pool'")
+    block = checks.positive_int(block, "block")
 
     def make_specs(leaves):
         ids = _layer_ids(leaves)
         if budget == "uniform":
             sizes = {p: int(x.size) for p, x in leaves.items()}
             ks = uniform_budgets(sizes, num_buckets(compression, sum(sizes.values())))
-            return {p: HashSpec(tuple(x.shape), ks[p], ids[p], int(seed)) for p, x in leaves.items()}
+            return {p: HashSpec(tuple(x.shape), ks[p], ids[p], int(seed), block) for p, x in leaves.items()}
         if scope == "layer":
             return {
-                p: HashSpec(tuple(x.shape), num_buckets(compression, x.size), ids[p], int(seed))
+                p: HashSpec(tuple(x.shape), num_buckets(compression, x.size), ids[p], int(seed), block)
                 for p, x in leaves.items()
             }
         k = num_buckets(compression, sum(int(x.size) for x in leaves.values()))
-        return {p: HashSpec(tuple(x.shape), k, ids[p], int(seed)) for p, x in leaves.items()}
+        return {p: HashSpec(tuple(x.shape), k, ids[p], int(seed), block) for p, x in leaves.items()}
 
     def init_fn(key, leaves):
         leaves = dict(leaves)
@@ -430,6 +456,7 @@ def hashed(
     init: str = "random",
     budget: str = "proportional",
     layer_scale: bool = False,
+    block: int = 1,
 ) -> Transform:
     """HashedNets on a model's params pytree: hash the kernels (and biases if ``biases``).
 
@@ -444,5 +471,5 @@ def hashed(
     return select(
         include,
         hashing(compression, scope=scope, seed=seed, precompute=precompute, init=init, budget=budget,
-                layer_scale=layer_scale),
+                layer_scale=layer_scale, block=block),
     )

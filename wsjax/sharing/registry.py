@@ -89,6 +89,8 @@ register("hashing_pool", lambda compression, **kw: hashed(compression, scope="po
          lambda layers: hashed(0.25, scope="pool"))
 register("hashing_pool_scaled", lambda compression, **kw: hashed(compression, scope="pool", layer_scale=True, **kw),
          lambda layers: hashed(0.25, scope="pool", layer_scale=True))
+register("hashing_blocks", lambda compression, **kw: hashed(compression, scope="pool", block=8, **kw),
+         lambda layers: hashed(0.25, scope="pool", block=8))  # ROAST-style: chunks of 8 in one pool
 register("hashing_precomputed", lambda compression, **kw: hashed(compression, precompute=True, **kw),
          lambda layers: hashed(0.5, precompute=True))
 register("low_rank", low_rank, lambda layers: low_rank(rank=3))

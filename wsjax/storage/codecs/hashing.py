@@ -3,7 +3,7 @@
 Meta::
 
     {"scope": "layer" | "pool", "precompute": bool,
-     "leaves": [[path, shape, num_buckets, layer id, seed], ...],
+     "leaves": [[path, shape, num_buckets, layer id, seed(, block)], ...],  (block only if > 1)
      "layer_scale": true}                                 (only for a pool with layer scales)
 
 Records: scope 'layer' has one bucket vector per leaf, named by the leaf's path; scope
@@ -67,7 +67,7 @@ def encode(state: SharedParams, options) -> Group:
                              f"its spec wants ({specs[p].num_buckets},)")
     leaves = [
         [p, [int(d) for d in specs[p].shape], int(specs[p].num_buckets), int(specs[p].layer),
-         int(specs[p].seed)]
+         int(specs[p].seed)] + ([int(specs[p].block)] if specs[p].block != 1 else [])
         for p in order
     ]
     meta = {"scope": "pool" if pool else "layer", "precompute": stored is not None,
@@ -81,7 +81,11 @@ def _specs(meta, itemsize: int) -> dict:
     """``{path: HashSpec}`` in stored order, every field checked."""
     specs = {}
     for entry in as_list(meta["leaves"], _WHERE, "leaves"):
-        path, shape, k, layer, seed = as_list(entry, _WHERE, "a leaf entry", 5)
+        entry = as_list(entry, _WHERE, "a leaf entry")
+        if len(entry) not in (5, 6):
+            fail(_WHERE, f"a leaf entry must be a list of 5 or 6, got {entry!r}"[:300])
+        path, shape, k, layer, seed = entry[:5]
+        block = as_int(entry[5], _WHERE, "block", 2, 1 << 31) if len(entry) == 6 else 1
         path = as_str(path, _WHERE, "leaf path")
         if path in specs:
             fail(_WHERE, f"leaf {path!r} listed twice")
@@ -90,6 +94,7 @@ def _specs(meta, itemsize: int) -> dict:
             as_int(k, _WHERE, "num_buckets", 1, 1 << 31),
             as_int(layer, _WHERE, "layer id", 0, UINT32),
             as_int(seed, _WHERE, "seed", 0, UINT32),
+            block,
         )
         if spec.rows >= UINT32 or spec.cols >= UINT32:
             fail(_WHERE, f"{path!r}: a {spec.rows} x {spec.cols} matrix does not fit the "
