@@ -9,6 +9,9 @@ Side by side in one run, on the same batch (100 random 28x28 inputs) and optimis
   the step as an argument);
 * ``hashed pool (on the fly)``: cross-layer hashing, one bucket vector for the three layers
   (for information; no target);
+* ``hashed pool blocks of 32 (on the fly)``: the same pool hashed in chunks of 32 consecutive
+  weights (ROAST-style ``block=32``: one hash per chunk, contiguous bucket runs), against the
+  element-wise pool (for information; no target);
 * ``torch hashed (precomputed)``: the same hashed layer in PyTorch, the usual way (index and
   sign buffers, ``w[idx] * sign``, autograd scatters back), with the same indices;
 * ``torch hashed (on the fly)``: PyTorch recomputing the same hash every step in int64 tensors;
@@ -66,6 +69,7 @@ def wsjax_steps(x, y):
         "hashed (on the fly)": hashed(COMPRESSION),
         "hashed (precomputed)": hashed(COMPRESSION, precompute=True),
         "hashed pool (on the fly)": hashed(COMPRESSION, scope="pool"),
+        "hashed pool blocks of 32 (on the fly)": hashed(COMPRESSION, scope="pool", block=32),
     }
     out = {}
     for name, t in variants.items():
@@ -277,6 +281,8 @@ def main(argv=None):
         f"| hashed on the fly / dense (wsjax) | {fly / dense:.2f} | <= 1.5 |",
         f"| hashed precomputed / dense (wsjax) | {pre / dense:.2f} | <= 1.5 |",
         f"| hashed pool on the fly / dense (wsjax) | {best['hashed pool (on the fly)'] / dense:.2f} | |",
+        f"| pool in blocks of 32 / element-wise pool (wsjax) | "
+        f"{best['hashed pool blocks of 32 (on the fly)'] / best['hashed pool (on the fly)']:.2f} | |",
         f"| torch hashed precomputed / wsjax hashed on the fly | {t_pre / fly:.2f} | >= 1.5 |",
         f"| torch hashed precomputed / wsjax hashed precomputed | {t_pre / pre:.2f} | >= 1.5 |",
         f"| torch hashed on the fly / wsjax hashed on the fly | {t_fly / fly:.2f} | |",
