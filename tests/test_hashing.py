@@ -458,3 +458,15 @@ def test_block_hashing_reads_contiguous_runs_of_buckets_per_chunk():
     chex.assert_trees_all_equal(storage.decode(data), jax.tree.map(np.asarray, t.apply(s)))
     _, states = storage.decode(data, with_state=True)
     assert {spec.block for _, spec in states["hashing"].frozen["specs"].value} == {16}
+
+
+@pytest.mark.parametrize("scope", ["layer", "pool"])
+def test_init_scale_multiplies_the_random_buckets(scope):
+    params = _mlp_params()
+    one = hashed(1 / 8, scope=scope).init(jax.random.key(3), params)
+    two = hashed(1 / 8, scope=scope, init_scale=2.0).init(jax.random.key(3), params)
+    chex.assert_trees_all_equal(two.theta["inner"], jax.tree.map(lambda b: 2.0 * b, one.theta["inner"]))
+    with pytest.raises(ValueError, match="init='project'"):
+        hashed(1 / 8, init="project", init_scale=2.0)
+    with pytest.raises(ValueError):
+        hashed(1 / 8, init_scale=0.0)

@@ -340,6 +340,7 @@ def hashing(
     budget: str = "proportional",
     layer_scale: bool = False,
     block: int = 1,
+    init_scale: float = 1.0,
 ) -> Transform:
     """HashedNets over a ``{path: leaf}`` dict (use inside :func:`~wsjax.sharing.select`).
 
@@ -364,6 +365,9 @@ def hashing(
         so a freshly initialised model's scale is kept; ``'project'``: each bucket is the
         mean of ``xi * V`` over its weights (the least-squares fit of given, e.g. trained,
         weights).
+      init_scale: ``init='random'`` only: a factor on the buckets' standard deviation (the
+        initialisation scale STABLE-RPS finds shared pools sensitive to; 1 keeps the dense
+        scale).
 
     ``theta`` is ``{path: buckets}`` for scope 'layer' and the bucket vector itself for scope
     'pool'.
@@ -378,6 +382,9 @@ def hashing(
     if layer_scale and scope != "pool":
         raise ValueError("layer_scale scales the leaves of one pool; use it with scope='pool'")
     block = checks.positive_int(block, "block")
+    init_scale = checks.number(init_scale, "init_scale", lo=0.0, lo_open=True)
+    if init_scale != 1.0 and init != "random":
+        raise ValueError("init_scale scales random buckets; init='project' fits them to the weights")
 
     def make_specs(leaves):
         ids = _layer_ids(leaves)
@@ -405,7 +412,7 @@ def hashing(
             for p, x in leaves.items():
                 k = specs[p].num_buckets
                 if init == "random":
-                    theta[p] = _random_buckets(keys[p], k, _std(x), x.dtype)
+                    theta[p] = _random_buckets(keys[p], k, init_scale * _std(x), x.dtype)
                 else:
                     theta[p] = _projected_buckets({p: x}, specs, k, x.dtype)
         else:
@@ -413,7 +420,7 @@ def hashing(
             dtype = jnp.result_type(*leaves.values())
             rms = _rms(leaves.values())
             if init == "random":
-                theta = _random_buckets(key, k, rms, dtype)
+                theta = _random_buckets(key, k, init_scale * rms, dtype)
             else:
                 theta = _projected_buckets(leaves, specs, k, dtype)
             if layer_scale:
@@ -457,6 +464,7 @@ def hashed(
     budget: str = "proportional",
     layer_scale: bool = False,
     block: int = 1,
+    init_scale: float = 1.0,
 ) -> Transform:
     """HashedNets on a model's params pytree: hash the kernels (and biases if ``biases``).
 
@@ -471,5 +479,5 @@ def hashed(
     return select(
         include,
         hashing(compression, scope=scope, seed=seed, precompute=precompute, init=init, budget=budget,
-                layer_scale=layer_scale, block=block),
+                layer_scale=layer_scale, block=block, init_scale=init_scale),
     )
