@@ -14,7 +14,7 @@ def test_list_names_studies_stages_transforms_and_codecs(capsys):
 
     assert discover.studies() == ["baseline", "deep_compression", "distillation", "early_exits", "hashednets",
                                   "lecun89", "lottery", "quantization_bits", "redundancy", "separable",
-                                  "soft_compression", "soft_sharing"]
+                                  "sharing_levels", "soft_compression", "soft_sharing"]
     for name in (*discover.studies(), "prune", "quantize", "hashing_pool", "low_rank", "tying", "shared_basis",
                  "predicted"):
         assert name in out

@@ -1,0 +1,174 @@
+"""The sharing-level study's config (this version: the deep balanced MLP, hashing and tying arms).
+
+Run: ``wsjax run sharing_levels [--quick] [--seed N]`` (or ``python -m experiments.sharing_levels``);
+writes ``experiments/results/sharing_levels/`` (``rows.jsonl``, one ``artifacts/<key>.wsjax``
+per trained net, ``results.md``: the pre-registration, then the results; ``pareto_deep_mlp.png``).
+Resumable: every finished net is a row of the store and is never trained again.
+
+The rules, grid and protocol are those of ``preregistration.md`` (committed before any run).
+Two phases:
+
+* tuning: every arm at the tuning budget (1/8 of the dense file; the tying arms and the dense
+  net at their own size), seed 0, for each learning rate of ``lrs`` and, for the hashing arms,
+  each ``init_scales`` factor; ``tune_epochs`` epochs (half the points' epochs: the cost of the
+  grid, the one detail the pre-registration left open). The setting with the best last-epoch
+  validation accuracy is kept for the arm (the smaller learning rate, then the scale nearer 1,
+  on a tie);
+* points: every budgeted arm at every budget and seed, every tying arm and the dense net at
+  every seed, and the controls (``hashed_layer``, ``hashed_pool``) at the tying arms' byte
+  fractions, each with its arm's setting, trained for ``epochs`` epochs.
+
+Budgets are fractions of the dense net's free parameters: a hashing arm hashes the kernels at
+the compression that leaves ``budget * dense`` free parameters with the biases (and, for
+``hashed_pool_scaled``, its scales); ``narrow`` scales every hidden width to the same count.
+Every row's ``stored_bytes`` is the size of the file the net was written to and read back from
+(headers and hash specs included: the bytes, not the counts, are compared).
+
+Data: the first 55,000 Fashion-MNIST training images train, the last 5,000 validate, the 10,000
+test images score. Seeds ``seed + i`` set the initialisation, the hash seed and the minibatch
+order; seed i of every arm shares them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from wsjax.models import mlp_params
+
+WITHIN = ("hashed_layer", "hashed_uniform")
+CROSS = ("hashed_pool", "hashed_pool_scaled", "roast")
+HASHING = WITHIN + CROSS
+BUDGETED = ("narrow",) + HASHING
+#: tying arms: (unique copies of the hidden layer, order, multiplex, rank)
+TYING = {"tied_all": (1, "sequence", None, 0), "tied_sequence_2": (2, "sequence", None, 0),
+         "tied_cycle_2": (2, "cycle", None, 0), "tied_sequence_3": (3, "sequence", None, 0),
+         "tied_cycle_3": (3, "cycle", None, 0), "tied_scale_shift": (1, "sequence", "scale_shift", 0),
+         "tied_lora_8": (1, "sequence", "lowrank", 8)}
+CONTROLS = ("hashed_layer", "hashed_pool")
+DENSE = "dense"
+
+
+def _check(cfg: "Config") -> None:
+    if any(not 0 < b < 1 for b in cfg.budgets) or not cfg.budgets:
+        raise ValueError(f"budgets are fractions of the dense net in (0, 1), got {cfg.budgets!r}")
+    unknown = [a for a in cfg.arms if a not in BUDGETED] + [a for a in cfg.tying if a not in TYING]
+    if unknown:
+        raise ValueError(f"unknown arms {unknown}; budgeted: {BUDGETED}, tying: {tuple(TYING)}")
+    if cfg.tune_budget not in cfg.budgets:
+        raise ValueError(f"the tuning budget {cfg.tune_budget} must be one of the budgets")
+    if cfg.hidden_layers < 4 and any(TYING[a][0] >= cfg.hidden_layers - 1 for a in cfg.tying):
+        raise ValueError("the tying arms need more same-shape hidden layers than unique copies")
+    if min(cfg.seeds, cfg.extra_seeds, cfg.epochs, cfg.tune_epochs) < 1 or not cfg.lrs or not cfg.init_scales:
+        raise ValueError("seeds, epochs and the tuning grids must be non-empty and positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    width: int = 256
+    hidden_layers: int = 8
+    budgets: tuple[float, ...] = (1 / 2, 1 / 4, 1 / 8, 1 / 16, 1 / 32, 1 / 64)
+    arms: tuple[str, ...] = BUDGETED
+    tying: tuple[str, ...] = tuple(TYING)
+    seeds: int = 3
+    extra_seed_budgets: tuple[float, ...] = (1 / 8, 1 / 32)
+    extra_seeds: int = 5
+    epochs: int = 10
+    tune_epochs: int = 5
+    tune_budget: float = 1 / 8
+    lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
+    init_scales: tuple[float, ...] = (0.5, 1.0, 2.0)
+    final_lr_fraction: float = 0.01
+    batch_size: int = 100
+    block: int = 32
+    train_examples: int = 55_000
+    validation: int = 5_000
+    test_examples: int | None = None  # all
+    quick: bool = False
+
+    def __post_init__(self):
+        _check(self)
+
+    # ------------------------------------------------------------------ sizes
+
+    def features(self) -> tuple[int, ...]:
+        return (self.width,) * self.hidden_layers + (10,)
+
+    def dense_params(self) -> int:
+        return mlp_params(self.features(), 784)
+
+    def tied_layers(self) -> list[str]:
+        """The same-shape hidden layers a tying arm ties: Dense_1 .. Dense_{hidden_layers - 1}."""
+        return [f"Dense_{i}" for i in range(1, self.hidden_layers)]
+
+    def tied_params(self, arm: str) -> int:
+        """A tying arm's free parameters: the dense net less the copies it drops, plus its
+        per-layer extras (a scale and a shift, or a rank-r LoRA, per tied kernel)."""
+        unique, _, multiplex, rank = TYING[arm]
+        w, positions = self.width, self.hidden_layers - 1
+        extra = {None: 0, "scale_shift": 2 * w, "lowrank": 2 * w * rank}[multiplex]
+        return self.dense_params() - (positions - unique) * (w * w + w) + positions * extra
+
+    def tied_fraction(self, arm: str) -> float:
+        return self.tied_params(arm) / self.dense_params()
+
+    def control_budgets(self) -> list[float]:
+        """The tying arms' parameter fractions (rounded to 4 places) below 1: where the controls
+        run (a LoRA on narrow layers can cost more than tying saves; it gets no control)."""
+        return sorted(f for f in {round(self.tied_fraction(a), 4) for a in self.tying} if f < 1)
+
+    # ------------------------------------------------------------------ units
+
+    def _base(self, dataset: str) -> dict:
+        return {"model": "deep_mlp", "width": self.width, "hidden_layers": self.hidden_layers,
+                "batch_size": self.batch_size, "final_lr_fraction": self.final_lr_fraction, "block": self.block,
+                "train_examples": self.train_examples, "validation": self.validation,
+                "test_examples": self.test_examples, "dataset": dataset}
+
+    def settings_grid(self, arm: str) -> list[tuple[float, float]]:
+        scales = self.init_scales if arm in HASHING else (1.0,)
+        return [(lr, s) for lr in self.lrs for s in scales]
+
+    def tune_units(self, dataset: str, seed: int) -> list[dict]:
+        out = []
+        for arm in (DENSE,) + tuple(self.arms) + tuple(self.tying):
+            budget = self.tune_budget if arm in BUDGETED else None
+            for lr, scale in self.settings_grid(arm):
+                out.append({"kind": "tune", "arm": arm, "budget": budget, "seed": seed, "lr": lr,
+                            "init_scale": scale, "epochs": self.tune_epochs, **self._base(dataset)})
+        return out
+
+    def seeds_at(self, budget: float | None) -> int:
+        return self.extra_seeds if budget in self.extra_seed_budgets else self.seeds
+
+    def point_units(self, dataset: str, seed: int, settings: dict) -> list[dict]:
+        """Every point, with ``settings[arm] = (lr, init_scale)`` from the tuning phase."""
+        def unit(arm, budget, i, role="point"):
+            lr, scale = settings[arm]
+            return {"kind": "point", "role": role, "arm": arm, "budget": budget, "seed": seed + i, "lr": lr,
+                    "init_scale": scale, "epochs": self.epochs, **self._base(dataset)}
+
+        out = [unit(DENSE, None, i) for i in range(self.seeds)]
+        out += [unit(arm, b, i) for b in self.budgets for arm in self.arms for i in range(self.seeds_at(b))]
+        out += [unit(arm, None, i) for arm in self.tying for i in range(self.seeds)]
+        controls = self.control_budgets()
+        out += [unit(arm, b, i, "control") for b in controls for arm in CONTROLS if arm in self.arms
+                for i in range(self.seeds)]
+        return out
+
+
+def full() -> Config:
+    return Config()
+
+
+def quick() -> Config:
+    """About a minute: a 784-64x4-10 net on 2,000 images, one budget, one seed, one setting."""
+    return Config(width=64, hidden_layers=4, budgets=(1 / 8,), tying=("tied_all",), seeds=1,
+                  extra_seed_budgets=(), epochs=2, tune_epochs=1, lrs=(3e-3,), init_scales=(1.0,),
+                  train_examples=2_000, validation=500, test_examples=1_000, quick=True)
+
+
+def smoke() -> Config:
+    """Seconds, for the test suite: every arm once on a few hundred images."""
+    return Config(width=16, hidden_layers=4, budgets=(1 / 8,), tying=("tied_all", "tied_cycle_2", "tied_lora_8"),
+                  seeds=1, extra_seed_budgets=(), epochs=1, tune_epochs=1, lrs=(3e-3,), init_scales=(1.0,),
+                  block=4, train_examples=300, validation=100, test_examples=200, quick=True)

@@ -1,0 +1,153 @@
+"""Tune every arm on validation, then train, store and score every point of the sharing-level study."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.sharing_levels import config, report
+from wsjax import compress, study
+from wsjax.analysis import collision_load
+from wsjax.compress.train import retrain, with_theta
+from wsjax.models import MLP, equal_size_widths
+from wsjax.models.lenet import mlp_params
+from wsjax.results import Store
+from wsjax.sharing import count_params, free_params, hashed, identity, tied, tied_in_order
+from wsjax.train import classifier, evaluate
+
+DESCRIPTION = "cross-layer against within-layer hard sharing at equal stored bytes (issue 20)"
+
+
+def data_for(cfg: config.Config, dataset: str, seed: int):
+    """``(train, val, test)``: the first ``train_examples`` images, the next ``validation``, the test set."""
+    train, test = study.splits(dataset, False, seed, cfg.train_examples + cfg.validation, cfg.test_examples)
+    return (*study.train_val(train, cfg.validation), test)
+
+
+def _features(unit: dict) -> tuple[int, ...]:
+    return (unit["width"],) * unit["hidden_layers"] + (10,)
+
+
+def _kernels_and_biases(params) -> tuple[int, int]:
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    kernels = sum(int(np.prod(x.shape)) for p, x in leaves if "kernel" in jax.tree_util.keystr(p))
+    return kernels, count_params(params) - kernels
+
+
+def hash_compression(unit: dict, params) -> float:
+    """The kernels' compression that leaves ``budget * dense`` free parameters with the biases
+    (and a pool's per-layer scales)."""
+    kernels, biases = _kernels_and_biases(params)
+    scales = unit["hidden_layers"] + 1 if unit["arm"] == "hashed_pool_scaled" else 0
+    target = unit["budget"] * count_params(params) - biases - scales
+    if target < 1:
+        raise ValueError(f"budget {unit['budget']} leaves no free parameter for the kernels")
+    return min(1.0, target / kernels)
+
+
+def transform_of(unit: dict, params):
+    """The weight-space transform of a unit's arm (identity for the dense and narrow nets)."""
+    arm, seed = unit["arm"], unit["seed"]
+    if arm in (config.DENSE, "narrow"):
+        return identity()
+    if arm in config.TYING:
+        unique, order, multiplex, rank = config.TYING[arm]
+        layers = [f"Dense_{i}" for i in range(1, unit["hidden_layers"])]
+        if unique == 1:
+            return tied(layers, multiplex=multiplex, rank=max(rank, 1))
+        return tied_in_order(layers, unique, order, multiplex=multiplex, rank=max(rank, 1))
+    c = hash_compression(unit, params)
+    kw = {"seed": seed, "init_scale": unit["init_scale"]}
+    return {"hashed_layer": lambda: hashed(c, **kw), "hashed_uniform": lambda: hashed(c, budget="uniform", **kw),
+            "hashed_pool": lambda: hashed(c, scope="pool", **kw),
+            "hashed_pool_scaled": lambda: hashed(c, scope="pool", layer_scale=True, **kw),
+            "roast": lambda: hashed(c, scope="pool", block=unit["block"], **kw)}[arm]()
+
+
+def model_of(unit: dict, dense_params: int) -> MLP:
+    features = _features(unit)
+    if unit["arm"] == "narrow":
+        features = equal_size_widths(features, round(unit["budget"] * dense_params), 784)
+    return MLP(features)
+
+
+def train_metrics(unit: dict, data, store: Store) -> dict:
+    """Train one net of one arm from its random initialisation; score it as read back from its file."""
+    train, val, test = data
+    dense = mlp_params(_features(unit), 784)
+    model = model_of(unit, dense)
+    key = jax.random.key(unit["seed"])
+    params = model.init(key, train[0][:1])["params"]
+    t = transform_of(unit, params)
+    state = t.init(jax.random.fold_in(key, 1), params)
+    net = compress.from_linen(model, params)
+    theta, _, history, seconds = retrain(
+        net, compress.Compressed(t, state), train, val, epochs=unit["epochs"], lr=unit["lr"], seed=unit["seed"],
+        alpha=unit["final_lr_fraction"], batch_size=unit["batch_size"], loop=study.loop_for("deep_mlp"),
+        progress=False)
+    trained = with_theta(state, theta)
+    _, eval_fn = classifier(net.apply)
+    score = lambda p: evaluate(eval_fn, p, *test)["accuracy"]  # noqa: E731
+    in_memory = score(jax.device_get(t.apply(trained)))
+    path = store.artifact(unit, ".wsjax")
+    _, _, from_file, stored = study.store_and_reload((t, trained), path, score)
+    if from_file != in_memory:
+        raise RuntimeError(f"{path}: the file's net scores {from_file}, the trained one {in_memory}")
+    row = {"test_accuracy": from_file, "in_memory_accuracy": in_memory, "stored_bytes": stored,
+           "dense_bytes": 4 * dense, "free_params": free_params(trained), "dense_params": dense,
+           "val_accuracy": history[-1]["eval_accuracy"], "val_curve": [h["eval_accuracy"] for h in history],
+           "train_loss": history[-1]["train_loss"], "seconds": seconds, "widths": list(model.features),
+           "file": os.path.relpath(path, store.folder)}
+    if unit["arm"] in config.HASHING:
+        load = collision_load(trained)
+        row["compression"] = hash_compression(unit, params)
+        row["collision_load"] = {p.split("/")[0]: {"load": v["load"], "shared": v["shared"]} for p, v in load.items()}
+    return row
+
+
+def settings_from(rows: list[dict], cfg: config.Config) -> dict:
+    """``{arm: (lr, init_scale)}``: the tuning run with the best last-epoch validation accuracy
+    (ties: the smaller learning rate, then the scale nearer 1)."""
+    best = {}
+    for r in rows:
+        c = r["config"]
+        rank = (-r["val_accuracy"], c["lr"], abs(np.log(c["init_scale"])))
+        if c["arm"] not in best or rank < best[c["arm"]][0]:
+            best[c["arm"]] = (rank, (c["lr"], c["init_scale"]))
+    return {arm: setting for arm, (_, setting) in best.items()}
+
+
+def _describe(u: dict) -> str:
+    budget = "own size" if u["budget"] is None else f"1/{round(1 / u['budget'])}" if 1 / u["budget"] > 1.5 else f"{u['budget']:.3f}"
+    what = f"{u['arm']:18s} {budget:8s} seed {u['seed']}"
+    return f"tune {what} lr {u['lr']:g} scale {u['init_scale']:g}" if u["kind"] == "tune" else what
+
+
+def _summary(r: dict) -> str:
+    return f"val {r['val_accuracy']:.4f} test {r['test_accuracy']:.4f}, {r['stored_bytes']:,} B ({r['seconds']:.0f} s)"
+
+
+def run(cfg: config.Config, dataset: str, seed: int, out: str) -> list[dict]:
+    store = Store(out)
+    cache = {}
+
+    def data():  # loaded and put on the device once, only when a unit needs it
+        if "d" not in cache:
+            cache["d"] = jax.tree.map(jnp.asarray, data_for(cfg, dataset, seed))
+        return cache["d"]
+
+    compute = lambda u: train_metrics(u, data(), store)  # noqa: E731
+    tuned = study.run_units(store, cfg.tune_units(dataset, seed), compute, describe=_describe, summary=_summary)
+    points = study.run_units(store, cfg.point_units(dataset, seed, settings_from(tuned, cfg)), compute,
+                             describe=_describe, summary=_summary)
+    rows = tuned + points
+    print(report.write(rows, cfg, out, dataset))
+    return rows
+
+
+def main(argv=None) -> list[dict]:
+    args = study.parse_args("sharing_levels", DESCRIPTION, argv=argv)
+    return run(config.quick() if args.quick else config.full(), args.dataset, args.seed, args.out)

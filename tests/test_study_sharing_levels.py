@@ -1,0 +1,85 @@
+"""The sharing-level study: a smoke run (tuning, then every arm at equal free parameters,
+real files, resuming) and the pre-registered verdicts computed from hand-made rows."""
+
+import os
+
+import pytest
+
+from wsjax.study import discover
+
+run, config = discover.load("sharing_levels"), discover.load("sharing_levels", "config")
+report = discover.load("sharing_levels", "report")
+
+
+def test_tied_sizes_follow_the_architecture():
+    cfg = config.full()
+    assert cfg.dense_params() == 664_074
+    assert cfg.tied_params("tied_all") == 269_322 and cfg.tied_params("tied_sequence_2") == 335_114
+    assert cfg.tied_params("tied_cycle_3") == 400_906
+    assert cfg.tied_params("tied_scale_shift") == 269_322 + 7 * 512
+    assert cfg.tied_params("tied_lora_8") == 269_322 + 7 * 2 * 256 * 8
+    units = cfg.point_units("fashion_mnist", 0, {a: (1e-3, 1.0) for a in ("dense",) + config.BUDGETED + tuple(config.TYING)})
+    budgeted = [u for u in units if u["budget"] in cfg.budgets and u["role"] == "point"]
+    assert len(budgeted) == len(config.BUDGETED) * (4 * 3 + 2 * 5)  # 5 seeds at 1/8 and 1/32
+    assert len(cfg.tune_units("fashion_mnist", 0)) == 3 * (1 + 1 + len(config.TYING)) + 9 * len(config.HASHING)
+    with pytest.raises(ValueError, match="unknown arms"):
+        config.Config(arms=("hashed_everything",))
+
+
+def test_smoke_run_tunes_trains_every_arm_at_equal_size_and_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WSJAX_STUDY_DIR", str(tmp_path))
+    cfg, out = config.smoke(), str(tmp_path / "sharing_levels")
+    rows = run.run(cfg, "fashion_mnist", 0, out)
+    tune = [r for r in rows if r["config"]["kind"] == "tune"]
+    points = [r for r in rows if r["config"]["kind"] == "point"]
+    assert len(tune) == 1 + len(cfg.arms) + len(cfg.tying)
+    # every budgeted arm once, the dense net, the tying arms, the controls at the tying sizes
+    controls = cfg.control_budgets()
+    assert controls == sorted(round(cfg.tied_fraction(a), 4) for a in ("tied_all", "tied_cycle_2"))  # LoRA 8 > 1
+    assert len(points) == 1 + len(cfg.arms) + len(cfg.tying) + 2 * len(controls)
+    dense = cfg.dense_params()
+    for r in points:
+        c = r["config"]
+        assert r["stored_bytes"] == os.path.getsize(os.path.join(out, r["file"])) > 0
+        assert r["test_accuracy"] == r["in_memory_accuracy"] and len(r["val_curve"]) == cfg.epochs
+        if c["arm"] in config.HASHING:  # equal free parameters, up to one bucket a layer
+            assert abs(r["free_params"] - c["budget"] * dense) <= cfg.hidden_layers + 1, (c["arm"], r["free_params"])
+            assert set(r["collision_load"]) == {f"Dense_{i}" for i in range(cfg.hidden_layers + 1)}
+        if c["arm"] in config.TYING:
+            assert r["free_params"] == cfg.tied_params(c["arm"])
+    by = {(r["config"]["arm"], r["config"]["budget"]): r for r in points}
+    pool, layer = by[("hashed_pool", 1 / 8)], by[("hashed_layer", 1 / 8)]
+    assert all(v["shared"] == 0.0 for v in layer["collision_load"].values())
+    assert pool["collision_load"]["Dense_4"]["shared"] == 1.0  # the small output layer lives in the pool
+    md = open(os.path.join(out, "results.md")).read()
+    assert md.startswith("# The sharing-level study: pre-registration")
+    for section in ("## Status of these results", "## Tuning", "## Every point", "## Rule 1-2", "## Rule 3",
+                    "## Collision load"):
+        assert section in md
+    assert os.path.getsize(os.path.join(out, "pareto_deep_mlp.png")) > 10_000
+    capsys.readouterr()
+    again = run.run(cfg, "fashion_mnist", 0, out)  # resumes: nothing is trained twice
+    assert [r["key"] for r in again] == [r["key"] for r in rows]
+    assert capsys.readouterr().out.count("(cached)") == len(rows)
+
+
+def _row(arm, budget, seed, test, val=None, kind="point"):
+    return {"config": {"kind": kind, "arm": arm, "budget": budget, "seed": seed, "role": "point"},
+            "test_accuracy": test, "val_accuracy": test if val is None else val, "stored_bytes": 1000,
+            "dense_bytes": 8000, "free_params": 250}
+
+
+def test_the_rules_follow_the_rows():
+    rows = []
+    for s, (a, b, c, d) in enumerate([(0.880, 0.884, 0.870, 0.860), (0.882, 0.885, 0.873, 0.862),
+                                      (0.881, 0.886, 0.872, 0.861)]):
+        rows += [_row("hashed_layer", 1 / 8, s, a), _row("hashed_pool", 1 / 8, s, b),
+                 _row("hashed_layer", 1 / 32, s, c), _row("roast", 1 / 32, s, d, val=0.9)]
+    cs = report.cells(rows)
+    per_budget = report.cross_vs_within(cs, [1 / 8, 1 / 32])
+    assert [(b, x, w, v) for b, x, w, _, _, _, v in per_budget] == [
+        (1 / 8, "hashed_pool", "hashed_layer", "better"), (1 / 32, "roast", "hashed_layer", "worse")]
+    assert report.model_verdict(per_budget) == "no"
+    assert report.model_verdict(per_budget[:1]) == "yes"
+    assert report.verdict(-0.3, 0.1, 0.5) == "as good" and report.verdict(-0.3, 0.5, 0.5) == "inconclusive"
+    assert report.verdict(0.2, 0.3, 0) == "tied"
