@@ -24,8 +24,7 @@ DESCRIPTION = "depthwise separable vs standard convolutions in a small CNN (Mobi
 
 def data_for(cfg: config.Config, dataset: str, seed: int):
     """``(train, val, test)``: the first ``train_examples`` images, the next ``validation``, the test set."""
-    train, test = study.splits(dataset, False, seed, cfg.train_examples + cfg.validation, cfg.test_examples)
-    return (*study.train_val(train, cfg.validation), test)
+    return study.train_val_test(dataset, seed, cfg.train_examples, cfg.validation, cfg.test_examples)
 
 
 def model_of(net: dict) -> SmallCNN:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -23,8 +24,7 @@ DESCRIPTION = "cross-layer against within-layer hard sharing at equal stored byt
 
 def data_for(cfg: config.Config, dataset: str, seed: int):
     """``(train, val, test)``: the first ``train_examples`` images, the next ``validation``, the test set."""
-    train, test = study.splits(dataset, False, seed, cfg.train_examples + cfg.validation, cfg.test_examples)
-    return (*study.train_val(train, cfg.validation), test)
+    return study.train_val_test(dataset, seed, cfg.train_examples, cfg.validation, cfg.test_examples)
 
 
 def _features(unit: dict) -> tuple[int, ...]:
@@ -132,13 +132,8 @@ def _summary(r: dict) -> str:
 
 def run(cfg: config.Config, dataset: str, seed: int, out: str) -> list[dict]:
     store = Store(out)
-    cache = {}
-
-    def data():  # loaded and put on the device once, only when a unit needs it
-        if "d" not in cache:
-            cache["d"] = jax.tree.map(jnp.asarray, data_for(cfg, dataset, seed))
-        return cache["d"]
-
+    # loaded and put on the device once, only when a unit needs it (a resumed run may need none)
+    data = functools.cache(lambda: jax.tree.map(jnp.asarray, data_for(cfg, dataset, seed)))
     compute = lambda u: train_metrics(u, data(), store)  # noqa: E731
     tuned = study.run_units(store, cfg.tune_units(dataset, seed), compute, describe=_describe, summary=_summary)
     points = study.run_units(store, cfg.point_units(dataset, seed, settings_from(tuned, cfg)), compute,

@@ -89,6 +89,14 @@ def train_val(train, validation: int):
     return (train[0][:-validation], train[1][:-validation]), (train[0][-validation:], train[1][-validation:])
 
 
+def train_val_test(dataset: str, seed: int, train_examples: int, validation: int, test_examples: int | None = None):
+    """``(train, val, test)``: the first ``train_examples`` training images, the next
+    ``validation`` (where every setting is chosen), and the first ``test_examples`` test
+    images (all: ``None``)."""
+    train, test = splits(dataset, False, seed, train_examples + validation, test_examples)
+    return (*train_val(train, validation), test)
+
+
 def dense_config(model_name: str, dataset: str = "fashion_mnist", seed: int = 0, quick: bool = False,
                  epochs: int | None = None, train_examples: int | None = None) -> dict:
     """The full config of a dense reference net: the key of its row in the baseline store.
