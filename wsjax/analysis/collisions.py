@@ -10,12 +10,10 @@ read says how much it actually shares. The numbers come from the hash itself
 
 from __future__ import annotations
 
-from typing import Mapping
-
 import numpy as np
 
 from wsjax.sharing.core import SharedParams
-from wsjax.sharing.hashing import HashSpec, hash_indices_numpy
+from wsjax.sharing.hashing import HashSpec, hash_indices_numpy, pool_of
 
 
 def _hashing_parts(state: SharedParams) -> tuple[dict[str, HashSpec], bool]:
@@ -26,7 +24,7 @@ def _hashing_parts(state: SharedParams) -> tuple[dict[str, HashSpec], bool]:
         raise ValueError("collision_load needs the state of a hashing transform (hashed or hashing)")
     if isinstance(theta, dict) and set(theta) == {"rest", "inner"}:
         theta = theta["inner"]
-    return dict(frozen["specs"].value), "layer_scale" in frozen or not isinstance(theta, Mapping)
+    return dict(frozen["specs"].value), pool_of(SharedParams(theta, frozen)) is not None
 
 
 def collision_load(state: SharedParams) -> dict[str, dict]:
@@ -36,18 +34,15 @@ def collision_load(state: SharedParams) -> dict[str, dict]:
     and ``shared`` (the fraction of the buckets it reads that another leaf reads too; 0
     under per-layer hashing)."""
     specs, pooled = _hashing_parts(state)
-    index = {p: hash_indices_numpy(s)[0].reshape(-1) for p, s in specs.items()}
-    if pooled:
-        k = next(iter(specs.values())).num_buckets
-        counts = {p: np.bincount(i, minlength=k) for p, i in index.items()}
-        total = sum(counts.values())
+    counts = {p: np.bincount(hash_indices_numpy(s)[0].reshape(-1), minlength=s.num_buckets)
+              for p, s in specs.items()}
+    total = sum(counts.values()) if pooled else None
     out = {}
     for p, spec in specs.items():
-        mine = counts[p] if pooled else np.bincount(index[p], minlength=spec.num_buckets)
-        everyone = total if pooled else mine
+        mine = counts[p]
+        everyone = mine if total is None else total
         reads = mine > 0
-        others = everyone - mine
         out[p] = {"virtual": int(spec.size), "buckets": int(spec.num_buckets), "used": int(reads.sum()),
                   "load": float(everyone[reads].mean()),
-                  "shared": float((others[reads] > 0).mean())}
+                  "shared": float(((everyone - mine)[reads] > 0).mean())}
     return out

@@ -154,9 +154,8 @@ def _index_and_sign(spec: HashSpec, xp):
     z = min(int(spec.block), spec.size)  # a block longer than the leaf is the whole leaf
     chunks = -(-spec.size // z)
     ih, sh = hash_words(spec._replace(shape=(chunks, 1), block=1), xp)  # one key (layer, c, 0) a chunk
-    start = (ih % k).astype(xp.int64 if xp is np else xp.uint32)  # < 2**31, so start + o fits uint32
-    offsets = xp.arange(z, dtype=start.dtype)[None, :]
-    index = ((start + offsets) % start.dtype.type(spec.num_buckets)).astype(xp.int32).reshape(-1)
+    offsets = xp.arange(z, dtype=xp.uint32)[None, :]  # start < 2**31 and o < 2**31: no uint32 wrap
+    index = (((ih % k) + offsets) % k).astype(xp.int32).reshape(-1)
     sign = xp.broadcast_to(_sign_of(sh, xp), (chunks, z)).reshape(-1)
     return index[: spec.size].reshape(spec.shape), sign[: spec.size].reshape(spec.shape)
 
@@ -283,6 +282,15 @@ def uniform_budgets(sizes: Mapping[str, int], total: int) -> dict[str, int]:
         out[p] = max(1, min(int(sizes[p]), remaining // (len(order) - i)))
         remaining -= out[p]
     return out
+
+
+def pool_of(state: SharedParams):
+    """``(buckets, scales)`` of a :func:`hashing` state of scope 'pool' (``scales``, the
+    ``{path: scalar}`` of ``layer_scale``, or None), or None for scope 'layer': the one place
+    that reads the layout of ``theta``."""
+    if "layer_scale" in state.frozen:
+        return state.theta["pool"], state.theta["scale"]
+    return None if isinstance(state.theta, Mapping) else (state.theta, None)
 
 
 def _check_config(compression, scope, init, seed):
@@ -436,17 +444,17 @@ def hashing(
     def apply_fn(state):
         specs = dict(state.frozen["specs"].value)
         stored = state.frozen.get("signed_index")
-        scaled = "layer_scale" in state.frozen
+        pool, scales = pool_of(state) or (None, None)
         out = {}
         for p, spec in specs.items():
-            buckets = state.theta[p] if scope == "layer" else state.theta["pool"] if scaled else state.theta
+            buckets = state.theta[p] if pool is None else pool
             _check_buckets(buckets, spec)
             if stored is None:
                 out[p] = hashed_take(buckets, spec)
             else:
                 out[p] = precomputed_take(buckets, stored[p])
-            if scaled:
-                out[p] = state.theta["scale"][p] * out[p]
+            if scales is not None:
+                out[p] = scales[p] * out[p]
         return out
 
     return Transform(init_fn, apply_fn, codec="hashing")

@@ -53,6 +53,10 @@ def _split(path: str, layers: Sequence[str]) -> tuple[str, str]:
     raise ValueError(f"{path!r} is under none of the tied layers {list(layers)}")
 
 
+def _under(path: str, layers) -> bool:
+    return any(path.startswith(layer + "/") for layer in layers)
+
+
 def _rows_cols(shape) -> tuple[int, int]:
     return int(np.prod(shape[:-1])), int(shape[-1])
 
@@ -145,11 +149,7 @@ def tied(layers: Sequence[str], *, multiplex: str | None = None, rank: int = 4) 
     per layer.
     """
     prefixes = tuple(layers)
-
-    def under_a_layer(path: str) -> bool:
-        return any(path.startswith(p + "/") for p in prefixes)
-
-    return select(under_a_layer, tying(prefixes, multiplex=multiplex, rank=rank))
+    return select(lambda path: _under(path, prefixes), tying(prefixes, multiplex=multiplex, rank=rank))
 
 
 def assignment(positions: int, unique: int, order: str = "cycle") -> tuple[int, ...]:
@@ -172,10 +172,6 @@ def copies(layers: Sequence[str], unique: int, order: str = "cycle") -> list[tup
         raise ValueError(f"layers must be distinct, got {list(layers)}")
     which = assignment(len(layers), unique, order)
     return [tuple(l for l, c in zip(layers, which) if c == i) for i in range(unique)]
-
-
-def _under(path: str, layers) -> bool:
-    return any(path.startswith(layer + "/") for layer in layers)
 
 
 def tying_in_order(layers: Sequence[str], unique: int, order: str = "cycle", *,

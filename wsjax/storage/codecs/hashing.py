@@ -23,12 +23,10 @@ References: Chen et al, `Compressing Neural Networks with the Hashing Trick
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import jax
 import numpy as np
 
-from wsjax.sharing.hashing import SCOPES, HashSpec, hashed_take_numpy, signed_index_numpy
+from wsjax.sharing.hashing import SCOPES, HashSpec, hashed_take_numpy, pool_of, signed_index_numpy
 from wsjax.sharing.core import SharedParams, Static
 from wsjax.storage.codecs.base import (Group, Row, UINT32, array, as_int, as_list, as_numpy,
                                        as_shape, as_str, check_elements, check_keys,
@@ -47,21 +45,19 @@ def encode(state: SharedParams, options) -> Group:
     del options
     specs = dict(state.frozen["specs"].value)
     stored = state.frozen.get("signed_index")
-    scaled = "layer_scale" in state.frozen
-    pool = scaled or not isinstance(state.theta, Mapping)
-    vector = state.theta["pool"] if scaled else state.theta
-    if pool:  # the order the leaves were given in, where the state still has it
+    pool, scales = pool_of(state) or (None, None)
+    if pool is not None:  # the order the leaves were given in, where the state still has it
         order = list(stored) if stored is not None else list(specs)
-        buckets = {POOL: vector}
-        if scaled:
-            buckets.update({_scale(p): state.theta["scale"][p] for p in order})
+        buckets = {POOL: pool}
+        if scales is not None:
+            buckets.update({_scale(p): scales[p] for p in order})
     else:
         order = list(state.theta)
         buckets = dict(state.theta)
     if set(order) != set(specs):
         raise ValueError(f"hashing state: leaves {sorted(order)}, specs for {sorted(specs)}")
     for p in order:
-        vector = buckets[POOL] if pool else state.theta[p]
+        vector = state.theta[p] if pool is None else pool
         if tuple(vector.shape) != (specs[p].num_buckets,):
             raise ValueError(f"hashing state: the buckets of {p!r} have shape {vector.shape}, "
                              f"its spec wants ({specs[p].num_buckets},)")
@@ -70,9 +66,9 @@ def encode(state: SharedParams, options) -> Group:
          int(specs[p].seed)] + ([int(specs[p].block)] if specs[p].block != 1 else [])
         for p in order
     ]
-    meta = {"scope": "pool" if pool else "layer", "precompute": stored is not None,
+    meta = {"scope": "layer" if pool is None else "pool", "precompute": stored is not None,
             "leaves": leaves}
-    if scaled:
+    if scales is not None:
         meta["layer_scale"] = True
     return Group(name, meta, as_numpy(buckets), tuple(order))
 
