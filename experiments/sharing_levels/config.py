@@ -48,6 +48,11 @@ CONTROLS = ("hashed_layer", "hashed_pool")
 DENSE = "dense"
 
 
+def tied_layers(hidden_layers: int) -> list[str]:
+    """The same-shape hidden layers a tying arm ties: Dense_1 .. Dense_{hidden_layers - 1}."""
+    return [f"Dense_{i}" for i in range(1, hidden_layers)]
+
+
 def _check(cfg: "Config") -> None:
     if any(not 0 < b < 1 for b in cfg.budgets) or not cfg.budgets:
         raise ValueError(f"budgets are fractions of the dense net in (0, 1), got {cfg.budgets!r}")
@@ -56,7 +61,7 @@ def _check(cfg: "Config") -> None:
         raise ValueError(f"unknown arms {unknown}; budgeted: {BUDGETED}, tying: {tuple(TYING)}")
     if cfg.tune_budget not in cfg.budgets:
         raise ValueError(f"the tuning budget {cfg.tune_budget} must be one of the budgets")
-    if cfg.hidden_layers < 4 and any(TYING[a][0] >= cfg.hidden_layers - 1 for a in cfg.tying):
+    if any(TYING[a][0] >= cfg.hidden_layers - 1 for a in cfg.tying):
         raise ValueError("the tying arms need more same-shape hidden layers than unique copies")
     if min(cfg.seeds, cfg.extra_seeds, cfg.epochs, cfg.tune_epochs) < 1 or not cfg.lrs or not cfg.init_scales:
         raise ValueError("seeds, epochs and the tuning grids must be non-empty and positive")
@@ -95,10 +100,6 @@ class Config:
 
     def dense_params(self) -> int:
         return mlp_params(self.features(), 784)
-
-    def tied_layers(self) -> list[str]:
-        """The same-shape hidden layers a tying arm ties: Dense_1 .. Dense_{hidden_layers - 1}."""
-        return [f"Dense_{i}" for i in range(1, self.hidden_layers)]
 
     def tied_params(self, arm: str) -> int:
         """A tying arm's free parameters: the dense net less the copies it drops, plus its

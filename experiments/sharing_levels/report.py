@@ -19,10 +19,22 @@ MARGIN = 0.5  # points: rule 1's non-inferiority margin
 NOT_YET = ("pruned", "lottery", "soft_per_layer", "soft_shared", "dynamic")
 
 
-def _budget_label(b) -> str:
+def budget_label(b) -> str:
     if b is None:
         return "own size"
     return f"1/{round(1 / b)}" if abs(1 / b - round(1 / b)) < 1e-6 else f"{b:.3f}"
+
+
+def settings_from(rows: list[dict]) -> dict:
+    """``{arm: (lr, init_scale)}``: the tuning run with the best last-epoch validation accuracy
+    (ties: the smaller learning rate, then the scale nearer 1)."""
+    best = {}
+    for r in rows:
+        c = r["config"]
+        rank = (-r["val_accuracy"], c["lr"], abs(np.log(c["init_scale"])))
+        if c["arm"] not in best or rank < best[c["arm"]][0]:
+            best[c["arm"]] = (rank, (c["lr"], c["init_scale"]))
+    return {arm: setting for arm, (_, setting) in best.items()}
 
 
 def cells(rows: list[dict]) -> dict:
@@ -87,16 +99,14 @@ def settings_md(rows: list[dict]) -> str:
     tune = [r for r in rows if r["config"]["kind"] == "tune"]
     if not tune:
         return ""
-    from experiments.sharing_levels.run import settings_from
-
-    chosen = settings_from(tune, None)
+    chosen = settings_from(tune)
     lines = ["## Tuning (validation, seed 0)", "",
              "Last-epoch validation accuracy (%) of each setting at the tuning budget; the chosen one in bold.", "",
              "| arm | budget | lr | init scale | val acc (%) |", "|---|---|---|---|---|"]
     for r in tune:
         c = r["config"]
         mark = "**" if chosen[c["arm"]] == (c["lr"], c["init_scale"]) else ""
-        lines.append(f"| {c['arm']} | {_budget_label(c['budget'])} | {mark}{c['lr']:g}{mark} | {c['init_scale']:g} | "
+        lines.append(f"| {c['arm']} | {budget_label(c['budget'])} | {mark}{c['lr']:g}{mark} | {c['init_scale']:g} | "
                      f"{mark}{100 * r['val_accuracy']:.2f}{mark} |")
     return "\n".join(lines) + "\n"
 
@@ -111,7 +121,7 @@ def points_md(cs: dict) -> str:
         rs = list(cell.values())
         role = rs[0]["config"].get("role", "point")
         by = np.mean([r["stored_bytes"] for r in rs])
-        lines.append(f"| {arm} | {_budget_label(b)} | {role} | {len(rs)} | {rs[0]['free_params']:,} | {by:,.0f} | "
+        lines.append(f"| {arm} | {budget_label(b)} | {role} | {len(rs)} | {rs[0]['free_params']:,} | {by:,.0f} | "
                      f"{by / rs[0]['dense_bytes']:.4f} | {interval_text(_points(cell))} |")
     return "\n".join(lines) + "\n"
 
@@ -127,7 +137,7 @@ def rules_md(cs: dict, cfg) -> str:
              "|---|---|---|---|---|---|---|"]
     for b, x, w, m, h, n, v in per_budget:
         iv = "(one seed)" if math.isnan(h) else f"[{m - h:+.2f}, {m + h:+.2f}]"
-        lines.append(f"| {_budget_label(b)} | {x} | {w} | {m:+.2f} | {iv} | {n} | {v} |")
+        lines.append(f"| {budget_label(b)} | {x} | {w} | {m:+.2f} | {iv} | {n} | {v} |")
     lines += ["", f"**Deep MLP: {model_verdict(per_budget)}** (rule 2: yes if as good or better at every budget, "
               "no if worse at one or more, mixed otherwise)."]
     dense = cs.get((config.DENSE, None))
@@ -141,7 +151,7 @@ def rules_md(cs: dict, cfg) -> str:
         for a in tying:
             cell = cs[(a, None)]
             m, h, _ = paired(cell, dense)
-            frac = round(cfg.tied_fraction(a), 4) if cfg is not None else None
+            frac = round(cfg.tied_fraction(a), 4)
             vs = []
             for ctl in config.CONTROLS:
                 other = cs.get((ctl, frac))
@@ -170,7 +180,7 @@ def collisions_md(cs: dict) -> str:
         return ""
     b = min({b for _, b in have}, key=lambda v: abs(v - 1 / 8))
     lines = ["## Collision load", "",
-             f"At {_budget_label(b)}, seed {min(next(iter(cs.values())))} (from the hash itself): the mean number "
+             f"At {budget_label(b)}, seed {min(next(iter(cs.values())))} (from the hash itself): the mean number "
              "of virtual weights a layer's buckets serve (all layers counted), and the share of its buckets other "
              "layers read too.", "", "| arm | " + " | ".join(["layer", "load", "shared"]) + " |", "|---|---|---|---|"]
     for arm in config.HASHING:

@@ -13,10 +13,10 @@ from experiments.sharing_levels import config, report
 from wsjax import compress, study
 from wsjax.analysis import collision_load
 from wsjax.compress.train import retrain, with_theta
-from wsjax.models import MLP, equal_size_widths
-from wsjax.models.lenet import mlp_params
+from wsjax.models import MLP, equal_size_widths, mlp_params
 from wsjax.results import Store
-from wsjax.sharing import count_params, free_params, hashed, identity, tied, tied_in_order
+from wsjax.sharing import (KERNELS, count_params, flatten_paths, free_params, hashed, identity, matcher, tied,
+                           tied_in_order)
 from wsjax.train import classifier, evaluate
 
 DESCRIPTION = "cross-layer against within-layer hard sharing at equal stored bytes (issue 20)"
@@ -31,16 +31,12 @@ def _features(unit: dict) -> tuple[int, ...]:
     return (unit["width"],) * unit["hidden_layers"] + (10,)
 
 
-def _kernels_and_biases(params) -> tuple[int, int]:
-    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    kernels = sum(int(np.prod(x.shape)) for p, x in leaves if "kernel" in jax.tree_util.keystr(p))
-    return kernels, count_params(params) - kernels
-
-
 def hash_compression(unit: dict, params) -> float:
     """The kernels' compression that leaves ``budget * dense`` free parameters with the biases
-    (and a pool's per-layer scales)."""
-    kernels, biases = _kernels_and_biases(params)
+    (and a pool's per-layer scales): ``hashed`` hashes the kernels (:data:`wsjax.sharing.KERNELS`)."""
+    is_kernel = matcher(KERNELS)
+    kernels = sum(int(np.size(x)) for p, x in flatten_paths(params).items() if is_kernel(p))
+    biases = count_params(params) - kernels
     scales = unit["hidden_layers"] + 1 if unit["arm"] == "hashed_pool_scaled" else 0
     target = unit["budget"] * count_params(params) - biases - scales
     if target < 1:
@@ -48,19 +44,17 @@ def hash_compression(unit: dict, params) -> float:
     return min(1.0, target / kernels)
 
 
-def transform_of(unit: dict, params):
-    """The weight-space transform of a unit's arm (identity for the dense and narrow nets)."""
-    arm, seed = unit["arm"], unit["seed"]
+def transform_of(unit: dict, compression: float | None):
+    """The weight-space transform of a unit's arm (identity for the dense and narrow nets);
+    ``compression``: a hashing arm's (:func:`hash_compression`)."""
+    arm, c = unit["arm"], compression
     if arm in (config.DENSE, "narrow"):
         return identity()
     if arm in config.TYING:
         unique, order, multiplex, rank = config.TYING[arm]
-        layers = [f"Dense_{i}" for i in range(1, unit["hidden_layers"])]
-        if unique == 1:
-            return tied(layers, multiplex=multiplex, rank=max(rank, 1))
-        return tied_in_order(layers, unique, order, multiplex=multiplex, rank=max(rank, 1))
-    c = hash_compression(unit, params)
-    kw = {"seed": seed, "init_scale": unit["init_scale"]}
+        layers, kw = config.tied_layers(unit["hidden_layers"]), {"multiplex": multiplex, "rank": max(rank, 1)}
+        return tied(layers, **kw) if unique == 1 else tied_in_order(layers, unique, order, **kw)
+    kw = {"seed": unit["seed"], "init_scale": unit["init_scale"]}
     return {"hashed_layer": lambda: hashed(c, **kw), "hashed_uniform": lambda: hashed(c, budget="uniform", **kw),
             "hashed_pool": lambda: hashed(c, scope="pool", **kw),
             "hashed_pool_scaled": lambda: hashed(c, scope="pool", layer_scale=True, **kw),
@@ -81,7 +75,8 @@ def train_metrics(unit: dict, data, store: Store) -> dict:
     model = model_of(unit, dense)
     key = jax.random.key(unit["seed"])
     params = model.init(key, train[0][:1])["params"]
-    t = transform_of(unit, params)
+    compression = hash_compression(unit, params) if unit["arm"] in config.HASHING else None
+    t = transform_of(unit, compression)
     state = t.init(jax.random.fold_in(key, 1), params)
     net = compress.from_linen(model, params)
     theta, _, history, seconds = retrain(
@@ -101,28 +96,15 @@ def train_metrics(unit: dict, data, store: Store) -> dict:
            "val_accuracy": history[-1]["eval_accuracy"], "val_curve": [h["eval_accuracy"] for h in history],
            "train_loss": history[-1]["train_loss"], "seconds": seconds, "widths": list(model.features),
            "file": os.path.relpath(path, store.folder)}
-    if unit["arm"] in config.HASHING:
+    if compression is not None:
         load = collision_load(trained)
-        row["compression"] = hash_compression(unit, params)
+        row["compression"] = compression
         row["collision_load"] = {p.split("/")[0]: {"load": v["load"], "shared": v["shared"]} for p, v in load.items()}
     return row
 
 
-def settings_from(rows: list[dict], cfg: config.Config) -> dict:
-    """``{arm: (lr, init_scale)}``: the tuning run with the best last-epoch validation accuracy
-    (ties: the smaller learning rate, then the scale nearer 1)."""
-    best = {}
-    for r in rows:
-        c = r["config"]
-        rank = (-r["val_accuracy"], c["lr"], abs(np.log(c["init_scale"])))
-        if c["arm"] not in best or rank < best[c["arm"]][0]:
-            best[c["arm"]] = (rank, (c["lr"], c["init_scale"]))
-    return {arm: setting for arm, (_, setting) in best.items()}
-
-
 def _describe(u: dict) -> str:
-    budget = "own size" if u["budget"] is None else f"1/{round(1 / u['budget'])}" if 1 / u["budget"] > 1.5 else f"{u['budget']:.3f}"
-    what = f"{u['arm']:18s} {budget:8s} seed {u['seed']}"
+    what = f"{u['arm']:18s} {report.budget_label(u['budget']):8s} seed {u['seed']}"
     return f"tune {what} lr {u['lr']:g} scale {u['init_scale']:g}" if u["kind"] == "tune" else what
 
 
@@ -136,7 +118,7 @@ def run(cfg: config.Config, dataset: str, seed: int, out: str) -> list[dict]:
     data = functools.cache(lambda: jax.tree.map(jnp.asarray, data_for(cfg, dataset, seed)))
     compute = lambda u: train_metrics(u, data(), store)  # noqa: E731
     tuned = study.run_units(store, cfg.tune_units(dataset, seed), compute, describe=_describe, summary=_summary)
-    points = study.run_units(store, cfg.point_units(dataset, seed, settings_from(tuned, cfg)), compute,
+    points = study.run_units(store, cfg.point_units(dataset, seed, report.settings_from(tuned)), compute,
                              describe=_describe, summary=_summary)
     rows = tuned + points
     print(report.write(rows, cfg, out, dataset))
