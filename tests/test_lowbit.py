@@ -576,3 +576,35 @@ def test_trit_packing_is_five_per_byte():
     np.testing.assert_array_equal(codec.unpack_trits(data, 7), symbols)
     assert codec.code_bytes(lb.make_spec("ternary"), 7) == 2
     assert codec.code_bytes(lb.make_spec("uniform", bits=3), 7) == 3
+
+
+@pytest.mark.parametrize("name", ["lsq8", "uniform5_channel", "lsq3_channel"])
+def test_latents_on_the_rounding_boundary_store_the_weights_the_transform_computed(name):
+    """Latents at (k + 1/2) steps, and one ulp either side: where ``theta / s`` can round
+    either way depending on how the division is compiled, the file holds the transform's
+    own ``W`` bit for bit (a training run once stored the neighbouring code)."""
+    rng = np.random.default_rng(0)
+    t, s = leaf_state(SPECS[name], rng.normal(0, 0.3, (64, 3)).astype(np.float32))
+    th = s.theta["w"]
+    step = np.asarray(th["step"] if SPECS[name].kind == "lsq" else s.frozen["w"].scale, np.float32)
+    qn, qp = lb.code_range(SPECS[name].bits)
+    k = rng.integers(-qn, qp, (64, 3)).astype(np.float32) + np.float32(0.5)
+    base = (k * step).astype(np.float32)
+    latent = np.where(rng.random((64, 3)) < 1 / 3, np.nextafter(base, np.float32(np.inf)),
+                      np.where(rng.random((64, 3)) < 1 / 2, np.nextafter(base, np.float32(-np.inf)), base))
+    theta = {"latent": jnp.asarray(latent), "step": th["step"]} if SPECS[name].kind == "lsq" else jnp.asarray(latent)
+    s = SharedParams({"w": theta}, s.frozen)
+    r = latent * (np.float32(1) / step)  # the documented r, in IEEE float32
+    codes = np.clip(np.round(r), -qn, qp) + np.float32(0)  # numpy rounds half to even too
+    formula = (step * codes).astype(np.float32)
+    assert np.sum(r != latent / step) > 0  # the ties a true division would round elsewhere
+    eager = np.asarray(t.apply(s)["w"])
+    jitted = np.asarray(jax.jit(lambda st: t.apply(st)["w"])(s))
+    in_grad = np.asarray(jax.jit(jax.grad(lambda st: jnp.sum(t.apply(st)["w"] ** 2) / 2))(s).theta["w"]
+                         ["latent"] if SPECS[name].kind == "lsq" else
+                         jax.jit(jax.grad(lambda st: jnp.sum(t.apply(st)["w"] ** 2) / 2))(s).theta["w"])
+    got = storage.decode(storage.encode((t, s)))["w"]
+    for w in (eager, jitted, got):
+        assert np.array_equal(bits_of(w), bits_of(formula))
+    inside = (r >= -qn) & (r <= qp)  # the gradient of sum W^2 / 2 is W where the STE passes
+    assert np.array_equal(bits_of(in_grad), bits_of(np.where(inside, formula, np.float32(0))))

@@ -24,9 +24,14 @@ Stochastic binarisation draws ``b = +1`` with probability ``p = clip((theta + 1)
 
 ``'uniform'`` and ``'lsq'`` (symmetric k-bit, ``Qn = 2**(k-1)``, ``Qp = 2**(k-1) - 1``)::
 
-    r = theta / s,  q = clip(round(r), -Qn, Qp),  W = s q        (round half to even)
+    r = theta * (1 / s),  q = clip(round(r), -Qn, Qp),  W = s q        (round half to even)
     dL/dtheta = g 1[-Qn <= r <= Qp]
     dL/ds = (1 / sqrt(N Qp)) sum_group g (q - r 1[-Qn <= r <= Qp])   ('lsq' only)
+
+``r`` is a product with the reciprocal, never ``theta / s``: XLA compiles a division by a
+broadcast step as that product in some programs and as a true division in others, and the
+two round a latent on a tie (``r`` one ulp from ``k + 1/2``) to neighbouring codes, so a
+file would hold a code the trained net did not use; the product rounds alike everywhere.
 
 ``'uniform'`` fixes ``s = max_group |theta| / Qp`` at init; ``'lsq'`` learns ``s`` (LSQ's
 gradient with its gradient scale, ``N`` the weights per step), initialised as LSQ does,
@@ -176,9 +181,15 @@ def _sum_to(x: jax.Array, shape: tuple) -> jax.Array:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def uniform_weights(theta: jax.Array, step: jax.Array, bits: int) -> jax.Array:
-    """``W = s * clip(round(theta / s), -Qn, Qp)``, ``s`` broadcast over the last axis
+    """``W = s * clip(round(theta * (1 / s)), -Qn, Qp)``, ``s`` broadcast over the last axis
     (shape ``()`` or ``(channels,)``); the backward pass is LSQ's (module docstring)."""
-    return step * _codes(theta / step, bits)
+    return step * _codes(steps_of(theta, step), bits)
+
+
+def steps_of(theta: jax.Array, step: jax.Array) -> jax.Array:
+    """``r = theta * (1 / s)``: the latent in steps, the one place it is computed (forward,
+    backward and the stored codes), as a product so that every compilation rounds it alike."""
+    return theta * (1 / step)
 
 
 def _codes(r: jax.Array, bits: int) -> jax.Array:
@@ -195,7 +206,7 @@ def _uniform_fwd(theta, step, bits):
 def _uniform_bwd(bits, res, g):
     theta, step = res
     qn, qp = code_range(bits)
-    r = theta / step
+    r = steps_of(theta, step)
     q = _codes(r, bits)
     inside = (r >= -qn) & (r <= qp)
     d_theta = jnp.where(inside, g, jnp.zeros_like(g))
@@ -305,7 +316,7 @@ def codes_and_scale(spec: LowBit, theta: Any, scale: Any = None):
     else:
         scale = theta["step"] if spec.kind == "lsq" else scale
         qn, _ = code_range(spec.bits)
-        symbols = (_codes(x / scale, spec.bits) + qn).astype(jnp.uint8)
+        symbols = (_codes(steps_of(x, scale), spec.bits) + qn).astype(jnp.uint8)
     return symbols, scale
 
 

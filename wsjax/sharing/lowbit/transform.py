@@ -122,7 +122,7 @@ def ternary(include: Include = KERNELS, *, scale: str = "layer",
 def uniform(bits: int, include: Include = KERNELS, *, scale: str = "layer",
             learned: bool = False) -> Transform:
     """Symmetric ``bits``-bit quantization-aware training (``bits`` in 2..8): ``W = s * q``,
-    ``q = clip(round(theta / s), -2**(bits-1), 2**(bits-1) - 1)``, one step per layer or
+    ``q = clip(round(theta * (1 / s)), -2**(bits-1), 2**(bits-1) - 1)``, one step per layer or
     output channel; fixed at ``max|theta| / (2**(bits-1) - 1)`` or, with ``learned=True``,
     trained as in LSQ."""
     if not isinstance(learned, bool):
