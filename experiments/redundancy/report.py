@@ -144,7 +144,36 @@ def denil_section(rows) -> str:
         out.append(f"* {m}, {d}: " + ("no predicted fraction within 1 point" if best is None else
                                       f"**{best[0]:.1%}** predicted (drop {best[1] * 100:+.2f} points)"))
     out.append("")
+    out.append(_denil_shortfall(rows))
     return "\n".join(out)
+
+
+def _denil_shortfall(rows) -> str:
+    """Why our largest fraction is short of Denil's 95 %: the drop at the paper's fraction, and
+    the trained layers' own predictability (the within-layer section's numbers)."""
+    cells = _by(_of(rows, "denil"), "model", "dictionary", "seen")
+    drops = []
+    for (m, d, f), cell in sorted(cells.items(), key=lambda kv: str(kv[0])):
+        dense = cells.get((m, None, 1.0))
+        if d is None or not dense or cell[0]["fraction_predicted"] < DENIL_PREDICTED - 1e-3:
+            continue
+        if abs(cell[0]["fraction_predicted"] - DENIL_PREDICTED) < 0.01:
+            drop = np.mean([r["test_accuracy"] for r in dense]) - np.mean([r["test_accuracy"] for r in cell])
+            drops.append((f"{m} {d}", drop * 100))
+    if not drops:
+        return ""
+    lo, hi = min(v for _, v in drops), max(v for _, v in drops)
+    return ("Short of the paper: at 95 % predicted the drops are " + ", ".join(f"{n} {v:+.2f}" for n, v in drops)
+            + " points. The "
+            "section on within-layer prediction above says why we expect it: predicted from a quarter of "
+            "its rows, a *trained* Fashion-MNIST first layer keeps most of its relative error (the table "
+            "there; 1 would be no better than zeros). Its weights are not smooth over pixel positions, so a smoothness "
+            "dictionary cannot carry them. The network has to learn features that such a dictionary "
+            f"can express, and at 95 % that costs {lo:.1f} to {hi:.1f} points here. Two things may narrow "
+            "the gap and were not tried: tuning the kernel's length scale (fixed at 3 pixels) and ridge "
+            "on validation, and the paper's several columns, each with its own dictionary. The paper's numbers are for "
+            "MNIST digits, whose strokes are smoother than garments' edges and textures; that is a "
+            "hypothesis, not something measured here.\n")
 
 
 def plot_denil(rows, path) -> None:
