@@ -18,10 +18,19 @@ def test_tied_sizes_follow_the_architecture():
     assert cfg.tied_params("tied_cycle_3") == 400_906
     assert cfg.tied_params("tied_scale_shift") == 269_322 + 7 * 512
     assert cfg.tied_params("tied_lora_8") == 269_322 + 7 * 2 * 256 * 8
-    units = cfg.point_units("fashion_mnist", 0, {a: (1e-3, 1.0) for a in ("dense",) + config.BUDGETED + tuple(config.TYING)})
+    assert cfg.dynamic_params() == cfg.tied_params("tied_all")  # one layer, run 0-3 times instead of 7
+    every = {a: (1e-3, 1.0) for a in ("dense",) + config.BUDGETED + tuple(config.TYING) + config.OWN_SIZE}
+    units = cfg.point_units("fashion_mnist", 0, every)
     budgeted = [u for u in units if u["budget"] in cfg.budgets and u["role"] == "point"]
     assert len(budgeted) == len(config.BUDGETED) * (4 * 3 + 2 * 5)  # 5 seeds at 1/8 and 1/32
-    assert len(cfg.tune_units("fashion_mnist", 0)) == 3 * (1 + 1 + len(config.TYING)) + 9 * len(config.HASHING)
+    first = cfg.tune_units("fashion_mnist", 0)
+    assert len(first) == 3 * (1 + 1 + len(config.TYING) + len(config.OWN_SIZE)) + 9 * len(config.HASHING)
+    assert not any(u["arm"] in config.DERIVED for u in first)
+    derived = cfg.tune_units("fashion_mnist", 0, every)
+    assert [u["arm"] for u in derived] == ["pruned"] * 3 and derived[0]["dense_lr"] == every["dense"][0]
+    # a derived arm starts from the dense point its seed has: one of the point units
+    assert cfg.dense_point_of(derived[0]) == next(u for u in units if u["arm"] == "dense")
+    assert run.round_epochs(10, 2) == [5, 5] and run.round_epochs(10, 3) == [3, 3, 4] and run.round_epochs(1, 1) == [1]
     with pytest.raises(ValueError, match="unknown arms"):
         config.Config(arms=("hashed_everything",))
 
@@ -32,11 +41,11 @@ def test_smoke_run_tunes_trains_every_arm_at_equal_size_and_resumes(tmp_path, mo
     rows = run.run(cfg, "fashion_mnist", 0, out)
     tune = [r for r in rows if r["config"]["kind"] == "tune"]
     points = [r for r in rows if r["config"]["kind"] == "point"]
-    assert len(tune) == 1 + len(cfg.arms) + len(cfg.tying)
+    assert len(tune) == 1 + len(cfg.arms) + len(cfg.tying) + len(cfg.own_size)
     # every budgeted arm once, the dense net, the tying arms, the controls at the tying sizes
     controls = cfg.control_budgets()
     assert controls == [round(cfg.tied_fraction("tied_cycle_2"), 4)]  # LoRA 8 on 16 units costs more than it saves
-    assert len(points) == 1 + len(cfg.arms) + len(cfg.tying) + 2 * len(controls)
+    assert len(points) == 1 + len(cfg.arms) + len(cfg.tying) + len(cfg.own_size) + 2 * len(controls)
     dense = cfg.dense_params()
     for r in points:
         c = r["config"]
@@ -47,6 +56,12 @@ def test_smoke_run_tunes_trains_every_arm_at_equal_size_and_resumes(tmp_path, mo
             assert set(r["collision_load"]) == {f"Dense_{i}" for i in range(cfg.hidden_layers + 1)}
         if c["arm"] in config.TYING:
             assert r["free_params"] == cfg.tied_params(c["arm"])
+        if c["arm"] == "pruned":  # the file fits the budget's bytes, within one bisection step of it
+            assert r["stored_bytes"] <= r["target_bytes"] == c["budget"] * 4 * dense
+            assert r["stored_bytes"] > 0.97 * r["target_bytes"] and 0 < r["kept_fraction"] < c["budget"]
+        if c["arm"] == "dynamic":
+            assert r["free_params"] == cfg.dynamic_params() and r["depth"] in range(cfg.max_repeats + 1)
+            assert r["test_accuracy"] == r["depth_test_accuracy"][str(r["depth"])]
     by = {(r["config"]["arm"], r["config"]["budget"]): r for r in points}
     pool, layer = by[("hashed_pool", 1 / 8)], by[("hashed_layer", 1 / 8)]
     assert all(v["shared"] == 0.0 for v in layer["collision_load"].values())
@@ -54,7 +69,7 @@ def test_smoke_run_tunes_trains_every_arm_at_equal_size_and_resumes(tmp_path, mo
     md = open(os.path.join(out, "results.md")).read()
     assert md.startswith("# The sharing-level study: pre-registration")
     for section in ("## Status of these results", "## Tuning", "## Every point", "## Rule 1-2", "## Rule 3",
-                    "## Collision load"):
+                    "## Rule 4", "## DynamicNet", "## Collision load"):
         assert section in md
     assert os.path.getsize(os.path.join(out, "pareto_deep_mlp.png")) > 10_000
     capsys.readouterr()

@@ -1,4 +1,5 @@
-"""The sharing-level study's config (this version: the deep balanced MLP, hashing and tying arms).
+"""The sharing-level study's config (this version: the deep balanced MLP; the narrow, hashing,
+tying, pruned and dynamic arms).
 
 Run: ``wsjax run sharing_levels [--quick] [--seed N]`` (or ``python -m experiments.sharing_levels``);
 writes ``experiments/results/sharing_levels/`` (``rows.jsonl``, one ``artifacts/<key>.wsjax``
@@ -17,6 +18,13 @@ Two phases:
 * points: every budgeted arm at every budget and seed, every tying arm and the dense net at
   every seed, and the controls (``hashed_layer``, ``hashed_pool``) at the tying arms' byte
   fractions, each with its arm's setting, trained for ``epochs`` epochs.
+
+Two kinds of arm do not train from a random initialisation at a budget: ``pruned`` (``DERIVED``)
+prunes the trained dense point of its seed to the budget's *bytes* (the kept fraction whose
+sparse file fits ``budget x`` the dense float32 bytes), in ``prune_rounds`` rounds each
+retrained; its tuning runs after the others' (it needs the dense net's setting). ``dynamic``
+(``OWN_SIZE``, seed 002's DynamicNet: one hidden layer run a random 0..``max_repeats`` times per
+step) runs at its own size, scored at the depth chosen on validation.
 
 Budgets are fractions of the dense net's free parameters: a hashing arm hashes the kernels at
 the compression that leaves ``budget * dense`` free parameters with the biases (and, for
@@ -38,7 +46,11 @@ from wsjax.models import mlp_params
 WITHIN = ("hashed_layer", "hashed_uniform")
 CROSS = ("hashed_pool", "hashed_pool_scaled", "roast")
 HASHING = WITHIN + CROSS
-BUDGETED = ("narrow",) + HASHING
+#: arms that start from the trained dense net of their seed (the dense point, loaded from its file)
+DERIVED = ("pruned",)
+BUDGETED = ("narrow",) + HASHING + DERIVED
+#: arms at the size their architecture gives (like the tying arms): seed 002's DynamicNet
+OWN_SIZE = ("dynamic",)
 #: tying arms: (unique copies of the hidden layer, order, multiplex, rank)
 TYING = {"tied_all": (1, "sequence", None, 0), "tied_sequence_2": (2, "sequence", None, 0),
          "tied_cycle_2": (2, "cycle", None, 0), "tied_sequence_3": (3, "sequence", None, 0),
@@ -56,15 +68,20 @@ def tied_layers(hidden_layers: int) -> list[str]:
 def _check(cfg: "Config") -> None:
     if any(not 0 < b < 1 for b in cfg.budgets) or not cfg.budgets:
         raise ValueError(f"budgets are fractions of the dense net in (0, 1), got {cfg.budgets!r}")
-    unknown = [a for a in cfg.arms if a not in BUDGETED] + [a for a in cfg.tying if a not in TYING]
+    unknown = ([a for a in cfg.arms if a not in BUDGETED] + [a for a in cfg.tying if a not in TYING]
+               + [a for a in cfg.own_size if a not in OWN_SIZE])
     if unknown:
-        raise ValueError(f"unknown arms {unknown}; budgeted: {BUDGETED}, tying: {tuple(TYING)}")
+        raise ValueError(f"unknown arms {unknown}; budgeted: {BUDGETED}, tying: {tuple(TYING)}, "
+                         f"own size: {OWN_SIZE}")
     if cfg.tune_budget not in cfg.budgets:
         raise ValueError(f"the tuning budget {cfg.tune_budget} must be one of the budgets")
     if any(TYING[a][0] >= cfg.hidden_layers - 1 for a in cfg.tying):
         raise ValueError("the tying arms need more same-shape hidden layers than unique copies")
     if min(cfg.seeds, cfg.extra_seeds, cfg.epochs, cfg.tune_epochs) < 1 or not cfg.lrs or not cfg.init_scales:
         raise ValueError("seeds, epochs and the tuning grids must be non-empty and positive")
+    if not 1 <= cfg.prune_rounds <= min(cfg.epochs, cfg.tune_epochs) or cfg.max_repeats < 1:
+        raise ValueError("prune_rounds must be in 1..epochs (each round retrains at least one epoch) "
+                         "and max_repeats >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +91,7 @@ class Config:
     budgets: tuple[float, ...] = (1 / 2, 1 / 4, 1 / 8, 1 / 16, 1 / 32, 1 / 64)
     arms: tuple[str, ...] = BUDGETED
     tying: tuple[str, ...] = tuple(TYING)
+    own_size: tuple[str, ...] = OWN_SIZE
     seeds: int = 3
     extra_seed_budgets: tuple[float, ...] = (1 / 8, 1 / 32)
     extra_seeds: int = 5
@@ -85,6 +103,8 @@ class Config:
     final_lr_fraction: float = 0.01
     batch_size: int = 100
     block: int = 32
+    prune_rounds: int = 2  # pruned: geometric rounds of global magnitude pruning, each retrained
+    max_repeats: int = 3  # dynamic: the middle layer runs 0..max_repeats times per pass
     train_examples: int = 55_000
     validation: int = 5_000
     test_examples: int | None = None  # all
@@ -119,6 +139,11 @@ class Config:
 
     # ------------------------------------------------------------------ units
 
+    def dynamic_params(self) -> int:
+        """DynamicNet's parameters: the input layer, the one middle layer and the output layer."""
+        w = self.width
+        return 784 * w + w + w * w + w + w * 10 + 10
+
     def _base(self, dataset: str) -> dict:
         return {"model": "deep_mlp", "width": self.width, "hidden_layers": self.hidden_layers,
                 "batch_size": self.batch_size, "final_lr_fraction": self.final_lr_fraction, "block": self.block,
@@ -129,14 +154,38 @@ class Config:
         scales = self.init_scales if arm in HASHING else (1.0,)
         return [(lr, s) for lr in self.lrs for s in scales]
 
-    def tune_units(self, dataset: str, seed: int) -> list[dict]:
+    def _extra(self, arm: str, settings: dict | None) -> dict:
+        """What an arm's unit adds to the base: a derived arm's start (the dense point's recipe,
+        ``settings['dense']``) and rounds, the dynamic net's depth range."""
+        if arm in DERIVED:
+            return {"dense_lr": settings[DENSE][0], "dense_epochs": self.epochs, "prune_rounds": self.prune_rounds}
+        if arm == "dynamic":
+            return {"max_repeats": self.max_repeats}
+        return {}
+
+    def tune_units(self, dataset: str, seed: int, settings: dict | None = None) -> list[dict]:
+        """The tuning runs; without ``settings`` those of the arms that train from scratch, with
+        them (the chosen ``{arm: (lr, init_scale)}``, the dense net's at least) the derived arms'."""
+        if settings is not None:
+            arms = tuple(a for a in self.arms if a in DERIVED)
+        else:
+            arms = ((DENSE,) + tuple(a for a in self.arms if a not in DERIVED) + tuple(self.tying)
+                    + tuple(self.own_size))
         out = []
-        for arm in (DENSE,) + tuple(self.arms) + tuple(self.tying):
+        for arm in arms:
             budget = self.tune_budget if arm in BUDGETED else None
             for lr, scale in self.settings_grid(arm):
                 out.append({"kind": "tune", "arm": arm, "budget": budget, "seed": seed, "lr": lr,
-                            "init_scale": scale, "epochs": self.tune_epochs, **self._base(dataset)})
+                            "init_scale": scale, "epochs": self.tune_epochs, **self._base(dataset),
+                            **self._extra(arm, settings)})
         return out
+
+    def dense_point_of(self, unit: dict) -> dict:
+        """The dense point a derived arm's ``unit`` starts from: the point unit of the dense net
+        at the unit's seed, with the dense net's chosen learning rate (``unit['dense_lr']``)."""
+        base = {k: unit[k] for k in self._base(unit["dataset"])}
+        return {"kind": "point", "role": "point", "arm": DENSE, "budget": None, "seed": unit["seed"],
+                "lr": unit["dense_lr"], "init_scale": 1.0, "epochs": unit["dense_epochs"], **base}
 
     def seeds_at(self, budget: float | None) -> int:
         return self.extra_seeds if budget in self.extra_seed_budgets else self.seeds
@@ -146,11 +195,11 @@ class Config:
         def unit(arm, budget, i, role="point"):
             lr, scale = settings[arm]
             return {"kind": "point", "role": role, "arm": arm, "budget": budget, "seed": seed + i, "lr": lr,
-                    "init_scale": scale, "epochs": self.epochs, **self._base(dataset)}
+                    "init_scale": scale, "epochs": self.epochs, **self._base(dataset), **self._extra(arm, settings)}
 
         out = [unit(DENSE, None, i) for i in range(self.seeds)]
         out += [unit(arm, b, i) for b in self.budgets for arm in self.arms for i in range(self.seeds_at(b))]
-        out += [unit(arm, None, i) for arm in self.tying for i in range(self.seeds)]
+        out += [unit(arm, None, i) for arm in tuple(self.tying) + tuple(self.own_size) for i in range(self.seeds)]
         controls = self.control_budgets()
         out += [unit(arm, b, i, "control") for b in controls for arm in CONTROLS if arm in self.arms
                 for i in range(self.seeds)]
@@ -164,12 +213,12 @@ def full() -> Config:
 def quick() -> Config:
     """About a minute: a 784-64x4-10 net on 2,000 images, one budget, one seed, one setting."""
     return Config(width=64, hidden_layers=4, budgets=(1 / 8,), tying=("tied_all",), seeds=1,
-                  extra_seed_budgets=(), epochs=2, tune_epochs=1, lrs=(3e-3,), init_scales=(1.0,),
+                  extra_seed_budgets=(), epochs=2, tune_epochs=1, lrs=(3e-3,), init_scales=(1.0,), prune_rounds=1,
                   train_examples=2_000, validation=500, test_examples=1_000, quick=True)
 
 
 def smoke() -> Config:
     """Seconds, for the test suite: every arm once on a few hundred images."""
     return Config(width=16, hidden_layers=4, budgets=(1 / 8,), tying=("tied_cycle_2", "tied_lora_8"),
-                  seeds=1, extra_seed_budgets=(), epochs=1, tune_epochs=1, lrs=(3e-3,), init_scales=(1.0,),
+                  seeds=1, extra_seed_budgets=(), epochs=1, tune_epochs=1, lrs=(3e-3,), init_scales=(1.0,), prune_rounds=1,
                   block=4, train_examples=300, validation=100, test_examples=200, quick=True)

@@ -16,7 +16,8 @@ PREREGISTRATION = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prer
 COLUMNS = ("kind", "role", "arm", "budget", "seed", "lr", "init_scale", "epochs", "free_params", "stored_bytes",
            "val_accuracy", "test_accuracy", "seconds")
 MARGIN = 0.5  # points: rule 1's non-inferiority margin
-NOT_YET = ("pruned", "lottery", "soft_per_layer", "soft_shared", "dynamic")
+NOT_YET = ("lottery", "soft_per_layer", "soft_shared")
+PRUNING = ("pruned", "lottery")
 
 
 def budget_label(b) -> str:
@@ -85,6 +86,17 @@ def cross_vs_within(cs: dict, budgets) -> list[tuple]:
         if w and x:
             m, h, n = paired(cs[(x, b)], cs[(w, b)])
             out.append((b, x, w, m, h, n, verdict(m, h, MARGIN)))
+    return out
+
+
+def sharing_vs_pruning(cs: dict, budgets) -> list[tuple]:
+    """Rule 4 per budget: ``(budget, sharing arm, pruning arm, mean, half-width, seeds, verdict)``."""
+    out = []
+    for b in budgets:
+        x, p = _best_by_validation(cs, config.HASHING, b), _best_by_validation(cs, PRUNING, b)
+        if x and p:
+            m, h, n = paired(cs[(x, b)], cs[(p, b)])
+            out.append((b, x, p, m, h, n, verdict(m, h, 0)))
     return out
 
 
@@ -162,6 +174,31 @@ def rules_md(cs: dict, cfg) -> str:
                     vs.append("")
             lines.append(f"| {a} | {frac} | {interval_text(_points(cell))} | {m:+.2f} "
                          f"{'' if math.isnan(h) else f'[{m - h:+.2f}, {m + h:+.2f}]'} | {vs[0]} | {vs[1]} |")
+    per_budget = sharing_vs_pruning(cs, budgets)
+    if per_budget:
+        lines += ["", "## Rule 4: sharing against pruning", "",
+                  "At each budget the best hashing arm and the better of " + ", ".join(PRUNING) + " (each chosen "
+                  "by mean validation accuracy), test accuracy paired by seed (points, 95% t-interval; margin 0). "
+                  "`pruned` starts from the trained dense net of its seed (the hashing arms train from scratch "
+                  "for as many epochs as its retraining takes).", "",
+                  "| budget | sharing | pruning | sharing - pruning | 95% interval | seeds | verdict |",
+                  "|---|---|---|---|---|---|---|"]
+        for b, x, w, m, h, n, v in per_budget:
+            iv = "(one seed)" if math.isnan(h) else f"[{m - h:+.2f}, {m + h:+.2f}]"
+            lines.append(f"| {budget_label(b)} | {x} | {w} | {m:+.2f} | {iv} | {n} | {v} |")
+    dynamic = cs.get(("dynamic", None))
+    if dynamic:
+        rs = list(dynamic.values())
+        depths = sorted(rs[0]["depth_test_accuracy"], key=int)
+        lines += ["", "## DynamicNet (seed 002)", "",
+                  f"One hidden layer reused a random 0-{rs[0]['config']['max_repeats']} times per training step "
+                  f"({rs[0]['free_params']:,} parameters, {rs[0]['free_params'] / rs[0]['dense_params']:.3f} of the "
+                  "dense net); test accuracy (%) at each fixed depth, mean ± std over seeds, and the depth chosen on "
+                  "validation per seed.", "", "| repeats | " + " | ".join(depths) + " | chosen |",
+                  "|---|" + "---|" * (len(depths) + 1),
+                  "| test acc (%) | " + " | ".join(interval_text([100 * r["depth_test_accuracy"][d] for r in rs])
+                                                   for d in depths)
+                  + " | " + ", ".join(str(r["depth"]) for _, r in sorted(dynamic.items())) + " |"]
     at = [b for b in budgets if abs(b - 1 / 64) < 1e-9]
     if at and ("narrow", at[0]) in cs:
         best = _best_by_validation(cs, config.HASHING, at[0])
@@ -217,7 +254,7 @@ def write(rows: list[dict], cfg, out: str, dataset: str) -> str:
               f"{sum(r['config']['kind'] == 'point' for r in rows)} point rows and "
               f"{sum(r['config']['kind'] == 'tune' for r in rows)} tuning rows on {dataset}"
               f"{' (quick)' if getattr(cfg, 'quick', False) else ''}. This version of the study runs the deep MLP "
-              "with the hashing, narrow and tying arms; not yet built: " + ", ".join(f"`{a}`" for a in NOT_YET) +
+              "with the hashing, narrow, tying, pruned and dynamic arms; not yet built: " + ", ".join(f"`{a}`" for a in NOT_YET) +
               ", LeNet-5 and the ViT (the pre-registration's grid).", ""]
     body = "\n".join(status) + "\n" + settings_md(rows) + "\n" + points_md(cs) + "\n" + rules_md(cs, cfg)
     body += "\n" + collisions_md(cs)

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from experiments.sharing_levels import config, report
-from wsjax import compress, study
+from wsjax import compress, pruning, storage, study
 from wsjax.analysis import collision_load
 from wsjax.compress.train import retrain, with_theta
-from wsjax.models import MLP, equal_size_widths, mlp_params
+from wsjax.models import MLP, DynamicNet, equal_size_widths, mlp_params
 from wsjax.results import Store
-from wsjax.sharing import (KERNELS, count_params, flatten_paths, free_params, hashed, identity, matcher, tied,
-                           tied_in_order)
-from wsjax.train import classifier, evaluate
+from wsjax.sharing import (KERNELS, count_params, flatten_paths, free_params, hashed, identity, masked, matcher,
+                           tied, tied_in_order)
+from wsjax.train import classifier, evaluate, fit
 
 DESCRIPTION = "cross-layer against within-layer hard sharing at equal stored bytes (issue 20)"
 
@@ -68,8 +70,29 @@ def model_of(unit: dict, dense_params: int) -> MLP:
     return MLP(features)
 
 
-def train_metrics(unit: dict, data, store: Store) -> dict:
-    """Train one net of one arm from its random initialisation; score it as read back from its file."""
+def _stored_metrics(unit: dict, store: Store, stored, params, score) -> dict:
+    """Write ``stored`` to the unit's file, read it back and score it; RuntimeError unless the
+    file's net scores what the in-memory ``params`` score."""
+    in_memory = score(jax.device_get(params))
+    path = store.artifact(unit, ".wsjax")
+    _, _, from_file, nbytes = study.store_and_reload(stored, path, score)
+    if from_file != in_memory:
+        raise RuntimeError(f"{path}: the file's net scores {from_file}, the trained one {in_memory}")
+    return {"test_accuracy": from_file, "in_memory_accuracy": in_memory, "stored_bytes": nbytes,
+            "file": os.path.relpath(path, store.folder)}
+
+
+def _curve(history) -> dict:
+    return {"val_accuracy": history[-1]["eval_accuracy"], "val_curve": [h["eval_accuracy"] for h in history],
+            "train_loss": history[-1]["train_loss"]}
+
+
+def train_metrics(cfg: config.Config, unit: dict, data, store: Store) -> dict:
+    """One net of one arm, trained, stored and scored as read back from its file."""
+    if unit["arm"] in config.DERIVED:
+        return train_pruned(cfg, unit, data, store)
+    if unit["arm"] == "dynamic":
+        return train_dynamic(unit, data, store)
     train, val, test = data
     dense = mlp_params(_features(unit), 784)
     model = model_of(unit, dense)
@@ -86,20 +109,129 @@ def train_metrics(unit: dict, data, store: Store) -> dict:
     trained = with_theta(state, theta)
     _, eval_fn = classifier(net.apply)
     score = lambda p: evaluate(eval_fn, p, *test)["accuracy"]  # noqa: E731
-    in_memory = score(jax.device_get(t.apply(trained)))
-    path = store.artifact(unit, ".wsjax")
-    _, _, from_file, stored = study.store_and_reload((t, trained), path, score)
-    if from_file != in_memory:
-        raise RuntimeError(f"{path}: the file's net scores {from_file}, the trained one {in_memory}")
-    row = {"test_accuracy": from_file, "in_memory_accuracy": in_memory, "stored_bytes": stored,
+    row = {**_stored_metrics(unit, store, (t, trained), t.apply(trained), score),
            "dense_bytes": 4 * dense, "free_params": free_params(trained), "dense_params": dense,
-           "val_accuracy": history[-1]["eval_accuracy"], "val_curve": [h["eval_accuracy"] for h in history],
-           "train_loss": history[-1]["train_loss"], "seconds": seconds, "widths": list(model.features),
-           "file": os.path.relpath(path, store.folder)}
+           **_curve(history), "seconds": seconds, "widths": list(model.features)}
     if compression is not None:
         load = collision_load(trained)
         row["compression"] = compression
         row["collision_load"] = {p.split("/")[0]: {"load": v["load"], "shared": v["shared"]} for p, v in load.items()}
+    return row
+
+
+# ---------------------------------------------------------------------------- derived arms
+
+
+def dense_start(cfg: config.Config, unit: dict, data, store: Store):
+    """The trained dense net a derived arm starts from: the dense point of the unit's seed, read
+    from its file. Where the point has no row yet (the tuning phase comes first) it is trained
+    and its row stored now, so the points phase finds it; where the row exists but its file
+    does not (the deep MLP's files are not committed), it is trained again, and the same seed
+    and recipe must give the row's test accuracy."""
+    point = cfg.dense_point_of(unit)
+    path, row = store.artifact(point, ".wsjax"), store.get(point)
+    if row is None or not os.path.exists(path):
+        again = train_metrics(cfg, point, data, store)
+        if row is None:
+            store.put(point, again)
+        elif again["test_accuracy"] != row["test_accuracy"]:
+            raise RuntimeError(f"the dense net of seed {unit['seed']} trained again scores "
+                               f"{again['test_accuracy']}, its row {row['test_accuracy']}")
+    return storage.load(path)
+
+
+def _kernel_masks(params, keep: float):
+    return pruning.sparsity_masks(params, 1.0 - keep, scope="global", include=KERNELS)
+
+
+def kept_fraction_for(params, target_bytes: float, seed: int, steps: int = 14) -> float:
+    """The largest kept fraction of the kernels (one global magnitude ranking) whose masked
+    net's file, with the sparse codec, is at most ``target_bytes`` (bisection; the file's
+    size depends on the mask, not on the surviving values)."""
+    def size(keep):
+        t = masked(_kernel_masks(params, keep))
+        return len(storage.encode((t, t.init(jax.random.key(seed), params))))
+
+    lo, hi = 0.0, 1.0
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if size(mid) <= target_bytes else (lo, mid)
+    return lo
+
+
+def round_epochs(epochs: int, rounds: int) -> list[int]:
+    """The retraining epochs of each pruning round: ``epochs`` split as evenly as it goes, the
+    remainder to the last rounds."""
+    return [epochs // rounds + (1 if i >= rounds - epochs % rounds else 0) for i in range(rounds)]
+
+
+def train_pruned(cfg: config.Config, unit: dict, data, store: Store) -> dict:
+    """Magnitude pruning of the trained dense net at the budget's bytes: the kept fraction that
+    fits ``budget x`` the dense float32 bytes in the sparse codec's file, reached in
+    ``prune_rounds`` geometric rounds of global magnitude pruning, each followed by retraining
+    (Han et al.'s iterative pruning; the last round's net is stored and scored)."""
+    from wsjax.compress.pipeline import Pipeline
+    from wsjax.compress.stages import Prune, Retrain
+
+    train, val, test = data
+    dense = dense_start(cfg, unit, data, store)
+    model = MLP(_features(unit))
+    n = count_params(dense)
+    keep = kept_fraction_for(dense, unit["budget"] * 4 * n, unit["seed"])
+    rounds, stages = unit["prune_rounds"], []
+    for r, epochs in enumerate(round_epochs(unit["epochs"], rounds), 1):
+        stages += [Prune(1.0 - keep ** (r / rounds), scope="global"),
+                   Retrain(epochs, unit["lr"], alpha=unit["final_lr_fraction"], batch_size=unit["batch_size"])]
+    net = compress.from_linen(model, dense)
+    t0 = time.perf_counter()
+    c = Pipeline(stages).run(net, train, val, seed=unit["seed"], loop=study.loop_for("deep_mlp"), progress=False)
+    seconds = time.perf_counter() - t0
+    _, eval_fn = classifier(net.apply)
+    score = lambda p: evaluate(eval_fn, p, *test)["accuracy"]  # noqa: E731
+    history = [e for h in c.history if h["stage"] == "retrain" for e in h["per_epoch"]]
+    kept = sum(int(np.count_nonzero(m)) for m in jax.tree.leaves(c.masks))
+    biases = n - sum(int(np.size(x)) for p, x in flatten_paths(dense).items() if matcher(KERNELS)(p))
+    return {**_stored_metrics(unit, store, c.stored, c.params, score), "dense_bytes": 4 * n,
+            "free_params": kept + biases, "dense_params": n, "kept_fraction": float(pruning.density(c.masks)),
+            "target_bytes": unit["budget"] * 4 * n, **_curve(history), "seconds": seconds,
+            "widths": list(model.features)}
+
+
+def train_dynamic(unit: dict, data, store: Store) -> dict:
+    """Seed 002's DynamicNet trained by the engine: the middle layer runs a random 0..max_repeats
+    times per step (the depth drawn from the step's key, ``fit(..., loss_takes_key=True)``: one
+    compiled step for every depth). Scored at each fixed depth; the depth with the best
+    validation accuracy is the arm's, and its test accuracy from the file is the point."""
+    train, val, test = data
+    model = DynamicNet(hidden=unit["width"], out=10, max_repeats=unit["max_repeats"])
+    key = jax.random.key(unit["seed"])
+    params = model.init({"params": key, "depth": jax.random.fold_in(key, 1)}, train[0][:1])["params"]
+
+    def loss_fn(theta, x, y, k):
+        logits = model.apply({"params": theta}, x, rngs={"depth": k})
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    def at_depth(r):
+        return classifier(lambda theta, x: model.apply({"params": theta}, x, repeats=r))[1]
+
+    evals = {r: at_depth(r) for r in range(unit["max_repeats"] + 1)}
+    steps = max(1, unit["epochs"] * (len(train[0]) // unit["batch_size"]))
+    opt = optax.adam(optax.cosine_decay_schedule(unit["lr"], steps, alpha=unit["final_lr_fraction"]))
+    t0 = time.perf_counter()
+    result = fit(loss_fn, params, opt, train, eval=val, eval_fn=evals[unit["max_repeats"]], epochs=unit["epochs"],
+                 batch_size=unit["batch_size"], seed=unit["seed"], loop=study.loop_for("deep_mlp"), progress=False,
+                 loss_takes_key=True)
+    seconds = time.perf_counter() - t0
+    theta = jax.device_get(result.theta)
+    depth_val = {r: evaluate(f, theta, *val)["accuracy"] for r, f in evals.items()}
+    depth = max(depth_val, key=lambda r: (depth_val[r], -r))  # ties: the shallower pass
+    score = lambda p: evaluate(evals[depth], p, *test)["accuracy"]  # noqa: E731
+    n, dense = count_params(theta), mlp_params(_features(unit), 784)
+    row = {**_stored_metrics(unit, store, theta, theta, score), "dense_bytes": 4 * dense, "free_params": n,
+           "dense_params": dense, **_curve(result.history), "seconds": seconds, "depth": depth,
+           "depth_val_accuracy": {str(r): v for r, v in depth_val.items()},
+           "depth_test_accuracy": {str(r): evaluate(f, theta, *test)["accuracy"] for r, f in evals.items()}}
+    row["val_accuracy"] = depth_val[depth]  # the chosen depth's (the curve is the deepest pass's)
     return row
 
 
@@ -116,10 +248,12 @@ def run(cfg: config.Config, dataset: str, seed: int, out: str) -> list[dict]:
     store = Store(out)
     # loaded and put on the device once, only when a unit needs it (a resumed run may need none)
     data = functools.cache(lambda: jax.tree.map(jnp.asarray, data_for(cfg, dataset, seed)))
-    compute = lambda u: train_metrics(u, data(), store)  # noqa: E731
-    tuned = study.run_units(store, cfg.tune_units(dataset, seed), compute, describe=_describe, summary=_summary)
-    points = study.run_units(store, cfg.point_units(dataset, seed, report.settings_from(tuned)), compute,
-                             describe=_describe, summary=_summary)
+    compute = lambda u: train_metrics(cfg, u, data(), store)  # noqa: E731
+    run_ = functools.partial(study.run_units, store, compute=compute, describe=_describe, summary=_summary)
+    tuned = run_(cfg.tune_units(dataset, seed))
+    # the derived arms start from the dense point of seed 0, trained with the dense net's setting
+    tuned += run_(cfg.tune_units(dataset, seed, report.settings_from(tuned)))
+    points = run_(cfg.point_units(dataset, seed, report.settings_from(tuned)))
     rows = tuned + points
     print(report.write(rows, cfg, out, dataset))
     return rows
