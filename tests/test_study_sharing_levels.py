@@ -45,7 +45,7 @@ def test_smoke_run_tunes_trains_every_arm_at_equal_size_and_resumes(tmp_path, mo
     # every budgeted arm once, the dense net, the tying arms, the controls at the tying sizes
     controls = cfg.control_budgets()
     assert controls == [round(cfg.tied_fraction("tied_cycle_2"), 4)]  # LoRA 8 on 16 units costs more than it saves
-    assert len(points) == 1 + len(cfg.arms) + len(cfg.tying) + len(cfg.own_size) + 2 * len(controls)
+    assert len(points) == 1 + len(cfg.arms) + len(cfg.tying) + len(cfg.own_size) + 2 * len(controls) + 2
     dense = cfg.dense_params()
     for r in points:
         c = r["config"]
@@ -59,6 +59,10 @@ def test_smoke_run_tunes_trains_every_arm_at_equal_size_and_resumes(tmp_path, mo
         if c["arm"] == "pruned":  # the file fits the budget's bytes, within one bisection step of it
             assert r["stored_bytes"] <= r["target_bytes"] == c["budget"] * 4 * dense
             assert r["stored_bytes"] > 0.97 * r["target_bytes"] and 0 < r["kept_fraction"] < c["budget"]
+        if c["arm"] == "lottery":  # 20 % of the survivors a round, 10 % of the output layer's
+            hidden = 784 * 16 + 3 * 16 * 16
+            kept = hidden - round((1 - 0.8 ** c["round"]) * hidden) + 160 - round((1 - 0.9 ** c["round"]) * 160)
+            assert r["free_params"] == kept + 4 * 16 + 10 and r["kept_fraction"] == kept / (hidden + 160)
         if c["arm"] == "dynamic":
             assert r["free_params"] == cfg.dynamic_params() and r["depth"] in range(cfg.max_repeats + 1)
             assert r["test_accuracy"] == r["depth_test_accuracy"][str(r["depth"])]
@@ -69,9 +73,18 @@ def test_smoke_run_tunes_trains_every_arm_at_equal_size_and_resumes(tmp_path, mo
     md = open(os.path.join(out, "results.md")).read()
     assert md.startswith("# The sharing-level study: pre-registration")
     for section in ("## Status of these results", "## Tuning", "## Every point", "## Rule 1-2", "## Rule 3",
-                    "## Rule 4", "## DynamicNet", "## Collision load"):
+                    "## Rule 4", "## DynamicNet", "## Lottery tickets", "## Collision load"):
         assert section in md
     assert os.path.getsize(os.path.join(out, "pareto_deep_mlp.png")) > 10_000
+    # without the uncommitted files (the deep MLP's are not in git) a chain is trained again and
+    # must reproduce its rows: the dense start and round 1 are rebuilt for round 2
+    last = next(r for r in points if r["config"]["arm"] == "lottery" and r["config"]["round"] == 2)
+    for r in points:
+        if r["config"]["arm"] in ("dense", "lottery"):
+            os.remove(os.path.join(out, r["file"]))
+    from wsjax.results import Store
+    data = run.data_for(cfg, "fashion_mnist", 0)
+    assert run.train_metrics(cfg, last["config"], data, Store(out))["test_accuracy"] == last["test_accuracy"]
     capsys.readouterr()
     again = run.run(cfg, "fashion_mnist", 0, out)  # resumes: nothing is trained twice
     assert [r["key"] for r in again] == [r["key"] for r in rows]
@@ -82,6 +95,19 @@ def _row(arm, budget, seed, test, val=None, kind="point"):
     return {"config": {"kind": kind, "arm": arm, "budget": budget, "seed": seed, "role": "point"},
             "test_accuracy": test, "val_accuracy": test if val is None else val, "stored_bytes": 1000,
             "dense_bytes": 8000, "free_params": 250}
+
+
+def test_a_budget_takes_the_lottery_round_nearest_it():
+    def rnd(seed, k, frac):
+        return {"config": {"kind": "point", "role": "round", "arm": "lottery", "budget": None, "seed": seed,
+                           "round": k}, "stored_bytes": frac * 8000, "dense_bytes": 8000, "test_accuracy": 0.8}
+
+    rows = [rnd(s, k, 0.8 ** k) for s in (0, 1) for k in range(1, 13)]
+    got = report.lottery_cells(rows, [1 / 2, 1 / 8, 1 / 64])
+    assert set(got) == {("lottery", 1 / 2), ("lottery", 1 / 8)}  # 0.8^12 = 0.069 is too far from 1/64
+    assert [got[("lottery", 1 / 2)][s]["config"]["round"] for s in (0, 1)] == [3, 3]  # 0.512
+    assert got[("lottery", 1 / 8)][0]["config"]["round"] == 9  # 0.134 (round 10: 0.107)
+    assert ("lottery", None) not in report.cells(rows)  # the rounds are not one cell
 
 
 def test_the_rules_follow_the_rows():

@@ -49,6 +49,9 @@ HASHING = WITHIN + CROSS
 #: arms that start from the trained dense net of their seed (the dense point, loaded from its file)
 DERIVED = ("pruned",)
 BUDGETED = ("narrow",) + HASHING + DERIVED
+#: Frankle & Carbin's iterative magnitude pruning with rewinding to the initialisation: one chain
+#: of rounds per seed from the dense point; each budget takes the round whose file is nearest it
+LOTTERY = "lottery"
 #: arms at the size their architecture gives (like the tying arms): seed 002's DynamicNet
 OWN_SIZE = ("dynamic",)
 #: tying arms: (unique copies of the hidden layer, order, multiplex, rank)
@@ -79,6 +82,8 @@ def _check(cfg: "Config") -> None:
         raise ValueError("the tying arms need more same-shape hidden layers than unique copies")
     if min(cfg.seeds, cfg.extra_seeds, cfg.epochs, cfg.tune_epochs) < 1 or not cfg.lrs or not cfg.init_scales:
         raise ValueError("seeds, epochs and the tuning grids must be non-empty and positive")
+    if cfg.lottery_rounds < 0 or not (0 < cfg.lottery_rate < 1 and 0 < cfg.lottery_output_rate < 1):
+        raise ValueError("lottery_rounds must be >= 0 and the lottery rates in (0, 1)")
     if not 1 <= cfg.prune_rounds <= min(cfg.epochs, cfg.tune_epochs) or cfg.max_repeats < 1:
         raise ValueError("prune_rounds must be in 1..epochs (each round retrains at least one epoch) "
                          "and max_repeats >= 1")
@@ -105,6 +110,9 @@ class Config:
     block: int = 32
     prune_rounds: int = 2  # pruned: geometric rounds of global magnitude pruning, each retrained
     max_repeats: int = 3  # dynamic: the middle layer runs 0..max_repeats times per pass
+    lottery_rounds: int = 12  # 0: no lottery arm; 12 rounds keep 0.8^12 = 6.9% of the hidden kernels
+    lottery_rate: float = 0.2  # of the surviving weights per round, per layer (Frankle & Carbin)
+    lottery_output_rate: float = 0.1  # the output layer's (half the others', as in the paper)
     train_examples: int = 55_000
     validation: int = 5_000
     test_examples: int | None = None  # all
@@ -161,7 +169,14 @@ class Config:
             return {"dense_lr": settings[DENSE][0], "dense_epochs": self.epochs, "prune_rounds": self.prune_rounds}
         if arm == "dynamic":
             return {"max_repeats": self.max_repeats}
+        if arm == LOTTERY:
+            return {"dense_lr": settings[DENSE][0], "dense_epochs": self.epochs, "rate": self.lottery_rate,
+                    "output_rate": self.lottery_output_rate}
         return {}
+
+    def lottery_rates(self) -> dict:
+        """Per-layer rates for :func:`wsjax.pruning.lottery.prune_round` (first match wins)."""
+        return {rf"^Dense_{self.hidden_layers}/kernel$": self.lottery_output_rate, r"kernel$": self.lottery_rate}
 
     def tune_units(self, dataset: str, seed: int, settings: dict | None = None) -> list[dict]:
         """The tuning runs; without ``settings`` those of the arms that train from scratch, with
@@ -203,7 +218,14 @@ class Config:
         controls = self.control_budgets()
         out += [unit(arm, b, i, "control") for b in controls for arm in CONTROLS if arm in self.arms
                 for i in range(self.seeds)]
+        # the ticket trains with the dense net's recipe (Frankle & Carbin): the dense setting
+        out += [{**unit(DENSE, None, i, "round"), "arm": LOTTERY, "round": r, **self._extra(LOTTERY, settings)}
+                for i in range(self.seeds) for r in range(1, self.lottery_rounds + 1)]
         return out
+
+    def lottery_round_of(self, unit: dict, r: int) -> dict:
+        """The unit of round ``r`` of ``unit``'s chain (its seed's)."""
+        return {**unit, "round": r}
 
 
 def full() -> Config:
@@ -214,6 +236,7 @@ def quick() -> Config:
     """About a minute: a 784-64x4-10 net on 2,000 images, one budget, one seed, one setting."""
     return Config(width=64, hidden_layers=4, budgets=(1 / 8,), tying=("tied_all",), seeds=1,
                   extra_seed_budgets=(), epochs=2, tune_epochs=1, lrs=(3e-3,), init_scales=(1.0,), prune_rounds=1,
+                  lottery_rounds=2,
                   train_examples=2_000, validation=500, test_examples=1_000, quick=True)
 
 
@@ -221,4 +244,5 @@ def smoke() -> Config:
     """Seconds, for the test suite: every arm once on a few hundred images."""
     return Config(width=16, hidden_layers=4, budgets=(1 / 8,), tying=("tied_cycle_2", "tied_lora_8"),
                   seeds=1, extra_seed_budgets=(), epochs=1, tune_epochs=1, lrs=(3e-3,), init_scales=(1.0,), prune_rounds=1,
+                  lottery_rounds=2,
                   block=4, train_examples=300, validation=100, test_examples=200, quick=True)

@@ -16,7 +16,7 @@ PREREGISTRATION = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prer
 COLUMNS = ("kind", "role", "arm", "budget", "seed", "lr", "init_scale", "epochs", "free_params", "stored_bytes",
            "val_accuracy", "test_accuracy", "seconds")
 MARGIN = 0.5  # points: rule 1's non-inferiority margin
-NOT_YET = ("lottery", "soft_per_layer", "soft_shared")
+NOT_YET = ("soft_per_layer", "soft_shared")
 PRUNING = ("pruned", "lottery")
 
 
@@ -38,14 +38,65 @@ def settings_from(rows: list[dict]) -> dict:
     return {arm: setting for arm, (_, setting) in best.items()}
 
 
+#: a lottery round stands for a budget when its file is within this factor of the budget's bytes
+#: (20 % of the survivors per round puts a round within sqrt(1.25) of any budget it spans)
+NEAREST = 1.25
+
+
 def cells(rows: list[dict]) -> dict:
-    """``{(arm, budget): {seed: row}}`` of the point rows (controls included)."""
+    """``{(arm, budget): {seed: row}}`` of the point rows (controls included); the lottery's
+    rounds enter at each budget of the other arms through :func:`lottery_cells`."""
     out: dict = {}
     for r in rows:
         c = r["config"]
-        if c["kind"] == "point":
+        if c["kind"] == "point" and c.get("role") != "round":
             out.setdefault((c["arm"], c["budget"]), {})[c["seed"]] = r
+    budgets = sorted({b for (_, b) in out if b is not None}, reverse=True)
+    out.update(lottery_cells(rows, budgets))
     return out
+
+
+def lottery_rounds(rows: list[dict]) -> dict:
+    """``{seed: {round: row}}`` of the lottery's rows."""
+    out: dict = {}
+    for r in rows:
+        c = r["config"]
+        if c["kind"] == "point" and c["arm"] == config.LOTTERY:
+            out.setdefault(c["seed"], {})[c["round"]] = r
+    return out
+
+
+def lottery_cells(rows: list[dict], budgets) -> dict:
+    """``{('lottery', b): {seed: row}}``: per seed, the round whose file's fraction of the dense
+    bytes is nearest ``b`` (in ratio), where one is within :data:`NEAREST` of it."""
+    out: dict = {}
+    for seed, by_round in lottery_rounds(rows).items():
+        for b in budgets:
+            ratio = lambda r: abs(math.log(r["stored_bytes"] / r["dense_bytes"] / b))  # noqa: E731
+            best = min(by_round.values(), key=ratio)
+            if ratio(best) <= math.log(NEAREST):
+                out.setdefault((config.LOTTERY, b), {})[seed] = best
+    return out
+
+
+def lottery_md(rows: list[dict]) -> str:
+    chains = lottery_rounds(rows)
+    if not chains:
+        return ""
+    lines = ["## Lottery tickets (Frankle & Carbin)", "",
+             "Each round prunes a fixed share of every layer's surviving kernel weights by magnitude, rewinds "
+             "the survivors to the initialisation and trains them with the dense recipe. Test accuracy (%) of "
+             f"the files, mean ± std over seeds; a budget takes, per seed, the round whose file is nearest it "
+             f"(within {NEAREST}x).", "",
+             "| round | kept | bytes / dense | seeds | test acc (%) | val acc (%) |", "|---|---|---|---|---|---|"]
+    rounds = sorted({r for by in chains.values() for r in by})
+    for k in rounds:
+        rs = [by[k] for by in chains.values() if k in by]
+        lines.append(f"| {k} | {np.mean([r['kept_fraction'] for r in rs]):.3f} | "
+                     f"{np.mean([r['stored_bytes'] / r['dense_bytes'] for r in rs]):.4f} | {len(rs)} | "
+                     f"{interval_text([100 * r['test_accuracy'] for r in rs])} | "
+                     f"{np.mean([100 * r['val_accuracy'] for r in rs]):.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _points(cell: dict, metric: str = "test_accuracy") -> list[float]:
@@ -254,10 +305,10 @@ def write(rows: list[dict], cfg, out: str, dataset: str) -> str:
               f"{sum(r['config']['kind'] == 'point' for r in rows)} point rows and "
               f"{sum(r['config']['kind'] == 'tune' for r in rows)} tuning rows on {dataset}"
               f"{' (quick)' if getattr(cfg, 'quick', False) else ''}. This version of the study runs the deep MLP "
-              "with the hashing, narrow, tying, pruned and dynamic arms; not yet built: " + ", ".join(f"`{a}`" for a in NOT_YET) +
+              "with the hashing, narrow, tying, pruned, lottery and dynamic arms; not yet built: " + ", ".join(f"`{a}`" for a in NOT_YET) +
               ", LeNet-5 and the ViT (the pre-registration's grid).", ""]
     body = "\n".join(status) + "\n" + settings_md(rows) + "\n" + points_md(cs) + "\n" + rules_md(cs, cfg)
-    body += "\n" + collisions_md(cs)
+    body += "\n" + lottery_md(rows) + "\n" + collisions_md(cs)
     if cs:
         pareto_plot(cs, os.path.join(out, "pareto_deep_mlp.png"))
         body += "\nPlot: `pareto_deep_mlp.png`.\n"

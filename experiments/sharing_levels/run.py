@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import time
 
 import jax
@@ -93,6 +94,8 @@ def train_metrics(cfg: config.Config, unit: dict, data, store: Store) -> dict:
         return train_pruned(cfg, unit, data, store)
     if unit["arm"] == "dynamic":
         return train_dynamic(unit, data, store)
+    if unit["arm"] == config.LOTTERY:
+        return train_lottery_round(cfg, unit, data, store)
     train, val, test = data
     dense = mlp_params(_features(unit), 784)
     model = model_of(unit, dense)
@@ -195,6 +198,74 @@ def train_pruned(cfg: config.Config, unit: dict, data, store: Store) -> dict:
             "free_params": kept + biases, "dense_params": n, "kept_fraction": float(pruning.density(c.masks)),
             "target_bytes": unit["budget"] * 4 * n, **_curve(history), "seconds": seconds,
             "widths": list(model.features)}
+
+
+def _round_params(cfg: config.Config, unit: dict, r: int, data, store: Store):
+    """The trained net of round ``r`` of ``unit``'s lottery chain (round 0: the dense point),
+    read from its file; a round without a row, or without its file, is trained (and a new
+    row stored) first, the same way :func:`dense_start` does it."""
+    if r == 0:
+        return dense_start(cfg, unit, data, store)
+    u = cfg.lottery_round_of(unit, r)
+    path, row = store.artifact(u, ".wsjax"), store.get(u)
+    if row is None or not os.path.exists(path):
+        again = train_lottery_round(cfg, u, data, store)
+        if row is None:
+            store.put(u, again)
+        elif again["test_accuracy"] != row["test_accuracy"]:
+            raise RuntimeError(f"lottery round {r} of seed {unit['seed']} trained again scores "
+                               f"{again['test_accuracy']}, its row {row['test_accuracy']}")
+    return storage.load(path)
+
+
+def survivors(params, rates, r: int):
+    """Round ``r``'s masks as the nonzero kernel weights of its stored net, checked against the
+    count :func:`wsjax.pruning.lottery.prune_round` leaves (a trained survivor at exactly 0.0
+    would be lost; it raises instead). ``None`` for round 0."""
+    if r == 0:
+        return None
+    is_kernel, target = matcher(KERNELS), pruning.lottery.sparsity_after(rates, r)
+    masks = {}
+    for p, w in flatten_paths(params).items():
+        if not is_kernel(p):
+            continue
+        rate = next(v for k, v in target.items() if re.search(k, p))
+        m = np.asarray(w) != 0
+        if int(m.sum()) != m.size - round(rate * m.size):
+            raise RuntimeError(f"round {r}: {p} has {int(m.sum())} nonzero weights, expected "
+                               f"{m.size - round(rate * m.size)}")
+        masks[p] = m
+    return masks  # {path: mask}: what prune_round's ``current`` reads
+
+
+def train_lottery_round(cfg: config.Config, unit: dict, data, store: Store) -> dict:
+    """Round ``unit['round']`` of Frankle & Carbin's iterative magnitude pruning: prune the
+    previous round's trained net (round 0: the dense point) by each layer's rate of its
+    surviving weights, rewind the survivors to their values at initialisation (the dense net's
+    ``theta_0``) and train them with the dense recipe; stored with the sparse codec."""
+    train, val, test = data
+    r, rates = unit["round"], cfg.lottery_rates()
+    previous = _round_params(cfg, unit, r - 1, data, store)
+    masks = pruning.lottery.prune_round(previous, survivors(previous, rates, r - 1), rates, r)
+    model = MLP(_features(unit))
+    key = jax.random.key(unit["seed"])
+    theta_0 = jax.device_get(model.init(key, train[0][:1])["params"])  # the dense point's own init
+    t = masked(masks)
+    state = t.init(jax.random.fold_in(key, 1), pruning.lottery.rewind(theta_0, masks))
+    net = compress.from_linen(model, theta_0)
+    theta, _, history, seconds = retrain(
+        net, compress.Compressed(t, state), train, val, epochs=unit["epochs"], lr=unit["lr"], seed=unit["seed"],
+        alpha=unit["final_lr_fraction"], batch_size=unit["batch_size"], loop=study.loop_for("deep_mlp"),
+        progress=False)
+    trained = with_theta(state, theta)
+    _, eval_fn = classifier(net.apply)
+    score = lambda p: evaluate(eval_fn, p, *test)["accuracy"]  # noqa: E731
+    n = count_params(theta_0)
+    kept = sum(int(np.count_nonzero(m)) for m in jax.tree.leaves(masks))
+    biases = n - sum(int(np.size(x)) for p, x in flatten_paths(theta_0).items() if matcher(KERNELS)(p))
+    return {**_stored_metrics(unit, store, (t, trained), t.apply(trained), score), "dense_bytes": 4 * n,
+            "free_params": kept + biases, "dense_params": n, "kept_fraction": float(pruning.density(masks)),
+            **_curve(history), "seconds": seconds, "widths": list(model.features)}
 
 
 def train_dynamic(unit: dict, data, store: Store) -> dict:
