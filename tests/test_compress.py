@@ -11,7 +11,7 @@ from flax import nnx
 
 from wsjax import compress, storage
 from wsjax.models import MLP
-from wsjax.sharing import flatten_paths
+from wsjax.sharing import KERNELS, flatten_paths
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(400, 12)).astype(np.float32)
@@ -107,6 +107,33 @@ def test_soft_sharing_then_snap_keeps_pruned_zeros_and_leaves_few_values():
     assert len(np.unique(values)) <= 5  # at most one value per mixture component
     snap = result.history[-1]
     assert snap["stage"] == "snap" and snap["components"] <= 5
+
+
+def _soft(scope, include=KERNELS):
+    return compress.Pipeline([compress.SoftShare(tau=2.0, epochs=2, lr=1e-3, pi_zero=0.9, num_components=5,
+                                                 init_std=0.05, include=include, scope=scope),
+                              compress.Snap(kl_threshold=0.1, include=include)])
+
+
+def test_a_prior_per_layer_snaps_each_kernel_to_its_own_mixture():
+    model, params = _linen()
+    result = _soft("layer").run(model, TRAIN, VAL, params=params, progress=False)
+    soft, snap = result.history[-2], result.history[-1]
+    kernels = _kernels(result.params)
+    assert set(soft["mixtures"]) == set(snap["merged"]) == set(kernels) and "mixture" not in soft
+    for path, k in kernels.items():
+        means = np.asarray(snap["merged"][path]["means"])
+        assert set(np.unique(k)) <= set(means.astype(np.float32)) | {0.0}  # the leaf's own components
+        assert len(np.unique(k)) <= snap["components"][path] <= 5
+    assert len({tuple(np.round(m["means"], 6)) for m in soft["mixtures"].values()}) == len(kernels)
+    # one selected leaf: a prior per layer is the shared prior, bit for bit
+    one = r"^Dense_1/kernel$"
+    a = _soft("layer", one).run(model, TRAIN, VAL, params=params, progress=False)
+    b = _soft("global", one).run(model, TRAIN, VAL, params=params, progress=False)
+    chex.assert_trees_all_equal(jax.device_get(a.params), jax.device_get(b.params))
+    assert a.history[-2]["mixtures"]["Dense_1/kernel"] == b.history[-2]["mixture"]
+    with pytest.raises(ValueError, match="scope"):
+        compress.SoftShare(tau=1.0, epochs=1, scope="pool")
 
 
 @pytest.mark.parametrize("stage", [compress.Hash(0.25), compress.Hash(0.25, scope="pool"),

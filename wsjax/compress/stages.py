@@ -251,7 +251,12 @@ class SoftShare:
     mixture prior with loss weight ``tau`` (the penalty is ``tau / N`` times ``-log p(w) -
     log p(mixture)`` for ``N`` training examples; component 0 is fixed at zero with mixing
     weight ``pi_zero``). Pruned weights stay at zero (:func:`wsjax.pruning.keep_pruned`).
-    The learned mixture goes into the stage's history row; :class:`Snap` uses it."""
+    The learned mixture goes into the stage's history row; :class:`Snap` uses it.
+
+    ``scope='global'`` (Ullrich et al.) puts one mixture over every selected leaf: a prior
+    shared *across* layers. ``scope='layer'`` gives each selected leaf its own mixture (same
+    settings, its own k-means start and its own learning): the within-layer counterpart,
+    recorded as ``mixtures`` (one per leaf path) and snapped leaf by leaf."""
 
     tau: float
     epochs: int
@@ -265,44 +270,64 @@ class SoftShare:
     include: Any = KERNELS
     alpha: float = 0.1
     seed: Optional[int] = None
+    scope: str = "global"
     name = "soft_share"
 
     def __post_init__(self):
         checks.number(self.tau, "tau", lo=0.0)
+        if self.scope not in ("global", "layer"):
+            raise ValueError(f"soft_share: scope must be 'global' or 'layer', got {self.scope!r}")
         _check_training(self.epochs, self.lr, self.alpha, self.seed)
         checks.number(self.pi_zero, "pi_zero", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
         checks.integer(self.num_components, "num_components", lo=2)
 
-    def _penalty(self, n_train):
+    def _penalty(self, n_train, include):
         from wsjax import penalties
 
         kwargs = {} if self.mixture_optimizer is None else {"mixture_optimizer": self.mixture_optimizer()}
         return penalties.soft_weight_sharing(
             strength=self.tau / n_train, num_components=self.num_components, init=self.mixture_init,
-            include=self.include, zero_component=True, pi_zero=self.pi_zero, hyper_prior=self.hyper_prior,
+            include=include, zero_component=True, pi_zero=self.pi_zero, hyper_prior=self.hyper_prior,
             init_std=self.init_std, **kwargs)
+
+    def _groups(self, params) -> dict:
+        """``{name: include}``: one group of every selected leaf, or one per leaf (its exact path)."""
+        if self.scope == "global":
+            return {"": self.include}
+        select = matcher(self.include)
+        paths = [p for p in sharing.flatten_paths(params) if select(p)]
+        if not paths:
+            raise ValueError(f"soft_share: include={self.include!r} selects no leaf")
+        return {p: lambda q, p=p: q == p for p in paths}
 
     def run(self, net, c: Compressed, job) -> Compressed:
         from wsjax import penalties
 
         _dense_only(c, self.name)
         plain = start(jax.device_get(c.params))
+        groups = self._groups(c.params)
 
         def compute():
             keep = () if c.masks is None else (pruning.keep_pruned(c.masks),)
+            n = len(job.train[0])
             theta, opt_state, history, seconds = _train.retrain(
                 net, plain, job.train, job.val, epochs=self.epochs, lr=self.lr, alpha=self.alpha,
                 seed=job.seed if self.seed is None else self.seed, loop=job.loop, progress=job.progress,
-                desc=job.desc(self.name), before=(self._penalty(len(job.train[0])),), after=keep)
-            return (theta, jax.device_get(opt_state[0].mixture)), {"seconds": seconds, "history": history}
+                desc=job.desc(self.name), before=tuple(self._penalty(n, inc) for inc in groups.values()), after=keep)
+            mixtures = {g: jax.device_get(opt_state[i].mixture) for i, g in enumerate(groups)}
+            return (theta, mixtures), {"seconds": seconds, "history": history}
 
         k = np.zeros((self.num_components,), np.float32)
-        (theta, mixture), info = job.cached(self, (plain.state.theta, penalties.Mixture(k, k, k)), compute)
+        template = (plain.state.theta, {g: penalties.Mixture(k, k, k) for g in groups})
+        (theta, mixtures), info = job.cached(self, template, compute)
         last = info["history"][-1] if info["history"] else {}
         out = start(theta)
+        as_lists = lambda m: {f: np.asarray(v).tolist() for f, v in m._asdict().items()}  # noqa: E731
+        learned = ({"mixture": as_lists(mixtures[""])} if self.scope == "global"
+                   else {"mixtures": {g: as_lists(m) for g, m in mixtures.items()}})
         return Compressed(out.transform, out.state, c.masks, _record(
             c, stage=self.name, epochs=self.epochs, seconds=info["seconds"], val_accuracy=last.get("eval_accuracy"),
-            per_epoch=info["history"], mixture={f: np.asarray(v).tolist() for f, v in mixture._asdict().items()}))
+            per_epoch=info["history"], **learned))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,16 +350,31 @@ class Snap:
         learned = next((h for h in reversed(c.history) if h["stage"] == "soft_share"), None)
         if learned is None:
             raise ValueError("snap needs a soft_share stage before it (it snaps to the learned mixture)")
-        mixture = penalties.Mixture(**{f: jnp.asarray(v, jnp.float32) for f, v in learned["mixture"].items()})
-        merged = penalties.merge_components(mixture, kl_threshold=self.kl_threshold, zero_component=True)
-        snapped, stats = penalties.snap_to_components(jax.device_get(c.params), merged, include=self.include,
-                                                      zero_component=True)
+        def merged_of(fields):
+            mixture = penalties.Mixture(**{f: jnp.asarray(v, jnp.float32) for f, v in fields.items()})
+            return penalties.merge_components(mixture, kl_threshold=self.kl_threshold, zero_component=True)
+
+        as_lists = lambda m: {f: np.asarray(v).tolist() for f, v in m._asdict().items()}  # noqa: E731
+        snapped = jax.device_get(c.params)
+        if "mixture" in learned:  # one prior for every selected leaf
+            merged = merged_of(learned["mixture"])
+            snapped, _ = penalties.snap_to_components(snapped, merged, include=self.include, zero_component=True)
+            extra = {"components": int(merged.means.shape[0]), "merged": as_lists(merged)}
+        else:  # a prior per leaf: each leaf snaps to its own merged mixture
+            select, merged = matcher(self.include), {p: merged_of(m) for p, m in learned["mixtures"].items()}
+            for path, m in merged.items():
+                if select(path):
+                    snapped, _ = penalties.snap_to_components(snapped, m, include=lambda q, p=path: q == p,
+                                                              zero_component=True)
+            extra = {"components": {p: int(m.means.shape[0]) for p, m in merged.items()},
+                     "merged": {p: as_lists(m) for p, m in merged.items()}}
         snapped = jax.device_get(snapped)
+        values = np.concatenate([np.asarray(w).ravel() for p, w in sharing.flatten_paths(snapped).items()
+                                 if matcher(self.include)(p)])
         out = start(snapped)
         return Compressed(out.transform, out.state, _nonzero_masks(snapped, self.include), _record(
-            c, stage=self.name, components=int(merged.means.shape[0]), nonzero_fraction=stats.nonzero_fraction,
-            distinct_values=stats.distinct_values,
-            merged={f: np.asarray(v).tolist() for f, v in merged._asdict().items()}))
+            c, stage=self.name, nonzero_fraction=int(np.count_nonzero(values)) / max(values.size, 1),
+            distinct_values=int(np.unique(values).size), **extra))
 
 
 STAGES = {cls.name: cls for cls in (Prune, Retrain, Quantize, SoftShare, Snap, Hash, LowRank, RandomEdges, Tie)}
