@@ -24,7 +24,7 @@ def test_tied_sizes_follow_the_architecture():
     budgeted = [u for u in units if u["budget"] in cfg.budgets and u["role"] == "point"]
     assert len(budgeted) == len(config.BUDGETED) * (4 * 3 + 2 * 5)  # 5 seeds at 1/8 and 1/32
     first = cfg.tune_units("fashion_mnist", 0)
-    assert len(first) == 3 * (1 + 1 + len(config.TYING) + len(config.OWN_SIZE)) + 9 * len(config.HASHING)
+    assert len(first) == 3 * (1 + 1 + len(config.TYING) + 1) + 9 * len(config.HASHING)  # soft arms: not tuned
     assert not any(u["arm"] in config.DERIVED for u in first)
     derived = cfg.tune_units("fashion_mnist", 0, every)
     assert [u["arm"] for u in derived] == ["pruned"] * 3 and derived[0]["dense_lr"] == every["dense"][0]
@@ -41,7 +41,7 @@ def test_smoke_run_tunes_trains_every_arm_at_equal_size_and_resumes(tmp_path, mo
     rows = run.run(cfg, "fashion_mnist", 0, out)
     tune = [r for r in rows if r["config"]["kind"] == "tune"]
     points = [r for r in rows if r["config"]["kind"] == "point"]
-    assert len(tune) == 1 + len(cfg.arms) + len(cfg.tying) + len(cfg.own_size)
+    assert len(tune) == 1 + len(cfg.arms) + len(cfg.tying) + len(cfg.own_size) - len(config.SOFT)
     # every budgeted arm once, the dense net, the tying arms, the controls at the tying sizes
     controls = cfg.control_budgets()
     assert controls == [round(cfg.tied_fraction("tied_cycle_2"), 4)]  # LoRA 8 on 16 units costs more than it saves
@@ -63,6 +63,10 @@ def test_smoke_run_tunes_trains_every_arm_at_equal_size_and_resumes(tmp_path, mo
             hidden = 784 * 16 + 3 * 16 * 16
             kept = hidden - round((1 - 0.8 ** c["round"]) * hidden) + 160 - round((1 - 0.9 ** c["round"]) * 160)
             assert r["free_params"] == kept + 4 * 16 + 10 and r["kept_fraction"] == kept / (hidden + 160)
+        if c["arm"] in config.SOFT:  # snapped: few values, the zeros pruned
+            assert c["scope"] == config.SOFT[c["arm"]] and c["lr"] == cfg.soft_lr
+            assert r["distinct_values"] <= (17 if c["scope"] == "global" else 17 * (cfg.hidden_layers + 1))
+            assert r["free_params"] < dense
         if c["arm"] == "dynamic":
             assert r["free_params"] == cfg.dynamic_params() and r["depth"] in range(cfg.max_repeats + 1)
             assert r["test_accuracy"] == r["depth_test_accuracy"][str(r["depth"])]
@@ -73,7 +77,7 @@ def test_smoke_run_tunes_trains_every_arm_at_equal_size_and_resumes(tmp_path, mo
     md = open(os.path.join(out, "results.md")).read()
     assert md.startswith("# The sharing-level study: pre-registration")
     for section in ("## Status of these results", "## Tuning", "## Every point", "## Rule 1-2", "## Rule 3",
-                    "## Rule 4", "## DynamicNet", "## Lottery tickets", "## Collision load"):
+                    "## Rule 4", "## DynamicNet", "## Soft sharing", "## Lottery tickets", "## Collision load"):
         assert section in md
     assert os.path.getsize(os.path.join(out, "pareto_deep_mlp.png")) > 10_000
     # without the uncommitted files (the deep MLP's are not in git) a chain is trained again and

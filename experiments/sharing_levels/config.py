@@ -48,12 +48,15 @@ CROSS = ("hashed_pool", "hashed_pool_scaled", "roast")
 HASHING = WITHIN + CROSS
 #: arms that start from the trained dense net of their seed (the dense point, loaded from its file)
 DERIVED = ("pruned",)
+#: Ullrich et al.'s soft weight sharing from the dense point, snapped and stored: one mixture prior
+#: for all layers (cross-layer) against one per layer; at the sizes their training gives
+SOFT = {"soft_shared": "global", "soft_per_layer": "layer"}
 BUDGETED = ("narrow",) + HASHING + DERIVED
 #: Frankle & Carbin's iterative magnitude pruning with rewinding to the initialisation: one chain
 #: of rounds per seed from the dense point; each budget takes the round whose file is nearest it
 LOTTERY = "lottery"
 #: arms at the size their architecture gives (like the tying arms): seed 002's DynamicNet
-OWN_SIZE = ("dynamic",)
+OWN_SIZE = ("dynamic",) + tuple(SOFT)
 #: tying arms: (unique copies of the hidden layer, order, multiplex, rank)
 TYING = {"tied_all": (1, "sequence", None, 0), "tied_sequence_2": (2, "sequence", None, 0),
          "tied_cycle_2": (2, "cycle", None, 0), "tied_sequence_3": (3, "sequence", None, 0),
@@ -113,6 +116,11 @@ class Config:
     lottery_rounds: int = 12  # 0: no lottery arm; 12 rounds keep 0.8^12 = 6.9% of the hidden kernels
     lottery_rate: float = 0.2  # of the surviving weights per round, per layer (Frankle & Carbin)
     lottery_output_rate: float = 0.1  # the output layer's (half the others', as in the paper)
+    #: the soft arms' retraining: soft_compression's LeNet-300-100 setting within 0.5 points of its
+    #: dense net (tau 1, 10 epochs, pi_0 0.9, the weights' Adam rate 5e-4), not tuned again here
+    soft_tau: float = 1.0
+    soft_pi_zero: float = 0.9
+    soft_lr: float = 5e-4
     train_examples: int = 55_000
     validation: int = 5_000
     test_examples: int | None = None  # all
@@ -169,6 +177,9 @@ class Config:
             return {"dense_lr": settings[DENSE][0], "dense_epochs": self.epochs, "prune_rounds": self.prune_rounds}
         if arm == "dynamic":
             return {"max_repeats": self.max_repeats}
+        if arm in SOFT:
+            return {"dense_lr": settings[DENSE][0], "dense_epochs": self.epochs, "tau": self.soft_tau,
+                    "pi_zero": self.soft_pi_zero, "scope": SOFT[arm]}
         if arm == LOTTERY:
             return {"dense_lr": settings[DENSE][0], "dense_epochs": self.epochs, "rate": self.lottery_rate,
                     "output_rate": self.lottery_output_rate}
@@ -185,7 +196,7 @@ class Config:
             arms = tuple(a for a in self.arms if a in DERIVED)
         else:
             arms = ((DENSE,) + tuple(a for a in self.arms if a not in DERIVED) + tuple(self.tying)
-                    + tuple(self.own_size))
+                    + tuple(a for a in self.own_size if a not in SOFT))  # the soft arms keep their setting
         out = []
         for arm in arms:
             budget = self.tune_budget if arm in BUDGETED else None
@@ -208,7 +219,7 @@ class Config:
     def point_units(self, dataset: str, seed: int, settings: dict) -> list[dict]:
         """Every point, with ``settings[arm] = (lr, init_scale)`` from the tuning phase."""
         def unit(arm, budget, i, role="point"):
-            lr, scale = settings[arm]
+            lr, scale = (self.soft_lr, 1.0) if arm in SOFT else settings[arm]
             return {"kind": "point", "role": role, "arm": arm, "budget": budget, "seed": seed + i, "lr": lr,
                     "init_scale": scale, "epochs": self.epochs, **self._base(dataset), **self._extra(arm, settings)}
 

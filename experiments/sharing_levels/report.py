@@ -16,7 +16,7 @@ PREREGISTRATION = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prer
 COLUMNS = ("kind", "role", "arm", "budget", "seed", "lr", "init_scale", "epochs", "free_params", "stored_bytes",
            "val_accuracy", "test_accuracy", "seconds")
 MARGIN = 0.5  # points: rule 1's non-inferiority margin
-NOT_YET = ("soft_per_layer", "soft_shared")
+NOT_YET: tuple = ()
 PRUNING = ("pruned", "lottery")
 
 
@@ -250,6 +250,23 @@ def rules_md(cs: dict, cfg) -> str:
                   "| test acc (%) | " + " | ".join(interval_text([100 * r["depth_test_accuracy"][d] for r in rs])
                                                    for d in depths)
                   + " | " + ", ".join(str(r["depth"]) for _, r in sorted(dynamic.items())) + " |"]
+    shared, per_layer = cs.get(("soft_shared", None)), cs.get(("soft_per_layer", None))
+    if shared and per_layer:
+        m, h, n = paired(shared, per_layer)
+        bytes_ratio = np.mean([shared[s]["stored_bytes"] / per_layer[s]["stored_bytes"]
+                               for s in sorted(set(shared) & set(per_layer))])
+        lines += ["", "## Soft sharing: one prior for all layers against one per layer", "",
+                  "Ullrich et al.'s retraining from the dense point of each seed, snapped and stored; the same "
+                  "settings for both, only the prior's scope differs.", "",
+                  "| arm | seeds | stored bytes | nonzero | distinct values | test acc (%) |", "|---|---|---|---|---|---|"]
+        for arm, cell in (("soft_shared", shared), ("soft_per_layer", per_layer)):
+            rs = list(cell.values())
+            lines.append(f"| {arm} | {len(rs)} | {np.mean([r['stored_bytes'] for r in rs]):,.0f} | "
+                         f"{np.mean([r['nonzero_fraction'] for r in rs]):.3f} | "
+                         f"{np.mean([r['distinct_values'] for r in rs]):.0f} | {interval_text(_points(cell))} |")
+        lines += ["", f"shared - per layer: {m:+.2f} points "
+                  f"{'' if math.isnan(h) else f'[{m - h:+.2f}, {m + h:+.2f}]'} over {n} seeds "
+                  f"(**{verdict(m, h, 0)}**), at {bytes_ratio:.2f}x the per-layer file's bytes."]
     at = [b for b in budgets if abs(b - 1 / 64) < 1e-9]
     if at and ("narrow", at[0]) in cs:
         best = _best_by_validation(cs, config.HASHING, at[0])
@@ -305,8 +322,8 @@ def write(rows: list[dict], cfg, out: str, dataset: str) -> str:
               f"{sum(r['config']['kind'] == 'point' for r in rows)} point rows and "
               f"{sum(r['config']['kind'] == 'tune' for r in rows)} tuning rows on {dataset}"
               f"{' (quick)' if getattr(cfg, 'quick', False) else ''}. This version of the study runs the deep MLP "
-              "with the hashing, narrow, tying, pruned, lottery and dynamic arms; not yet built: " + ", ".join(f"`{a}`" for a in NOT_YET) +
-              ", LeNet-5 and the ViT (the pre-registration's grid).", ""]
+              "with every arm of the pre-registration; not yet built: " + ", ".join([f"`{a}`" for a in NOT_YET]
+              + ["LeNet-5 and the ViT (the pre-registration's grid)"]) + ".", ""]
     body = "\n".join(status) + "\n" + settings_md(rows) + "\n" + points_md(cs) + "\n" + rules_md(cs, cfg)
     body += "\n" + lottery_md(rows) + "\n" + collisions_md(cs)
     if cs:

@@ -96,6 +96,8 @@ def train_metrics(cfg: config.Config, unit: dict, data, store: Store) -> dict:
         return train_dynamic(unit, data, store)
     if unit["arm"] == config.LOTTERY:
         return train_lottery_round(cfg, unit, data, store)
+    if unit["arm"] in config.SOFT:
+        return train_soft(cfg, unit, data, store)
     train, val, test = data
     dense = mlp_params(_features(unit), 784)
     model = model_of(unit, dense)
@@ -266,6 +268,36 @@ def train_lottery_round(cfg: config.Config, unit: dict, data, store: Store) -> d
     return {**_stored_metrics(unit, store, (t, trained), t.apply(trained), score), "dense_bytes": 4 * n,
             "free_params": kept + biases, "dense_params": n, "kept_fraction": float(pruning.density(masks)),
             **_curve(history), "seconds": seconds, "widths": list(model.features)}
+
+
+def train_soft(cfg: config.Config, unit: dict, data, store: Store) -> dict:
+    """Ullrich et al.'s soft weight sharing from the dense point of the unit's seed: ``epochs``
+    under a learned Gaussian-mixture prior on the kernels (one for all layers, or one per layer:
+    ``unit['scope']``), then merged and snapped; the snapped net is stored and scored."""
+    from wsjax.compress import soft
+
+    train, val, test = data
+    dense = dense_start(cfg, unit, data, store)
+    model = MLP(_features(unit))
+    net = compress.from_linen(model, dense)
+    pipe = soft.soft_weight_sharing(unit["tau"], unit["epochs"], lr=unit["lr"], pi_zero=unit["pi_zero"],
+                                    scope=unit["scope"])
+    kw = {"seed": unit["seed"], "progress": False}
+    t0 = time.perf_counter()
+    retrained = compress.Pipeline(pipe.stages[:1]).run(net, train, val, loop=study.loop_for("deep_mlp"), **kw)
+    c = compress.Pipeline(pipe.stages[1:]).run(net, train, val, start_from=retrained, **kw)
+    seconds = time.perf_counter() - t0
+    params = jax.device_get(c.params)
+    _, eval_fn = classifier(net.apply)
+    score = lambda p: evaluate(eval_fn, p, *test)["accuracy"]  # noqa: E731
+    learned, snap = c.history[-2], c.history[-1]
+    n = count_params(dense)
+    # free_params: the nonzero weights and biases (the snapped values come from the merged mixtures)
+    return {**_stored_metrics(unit, store, params, params, score), "dense_bytes": 4 * n,
+            "free_params": sum(int(np.count_nonzero(x)) for x in jax.tree.leaves(params)), "dense_params": n,
+            "nonzero_fraction": snap["nonzero_fraction"], "distinct_values": snap["distinct_values"],
+            "components": snap["components"], "accuracy_before_snap": score(jax.device_get(retrained.params)),
+            **_curve(learned["per_epoch"]), "seconds": seconds, "widths": list(model.features)}
 
 
 def train_dynamic(unit: dict, data, store: Store) -> dict:

@@ -61,13 +61,15 @@ def soft_weight_sharing(tau: float, epochs: int, *, lr: float = WEIGHT_LR, pi_ze
                         num_components: int = NUM_COMPONENTS, mixture_init: str = "kmeans",
                         init_std: float | None = INIT_STD, mixture_lr: Mapping[str, float] | None = None,
                         precision_prior=PRECISION_PRIOR, zero_precision_prior=ZERO_PRECISION_PRIOR,
-                        kl_threshold: float = 1e-2, include: Any = KERNELS, alpha: float = 0.1) -> Pipeline:
+                        kl_threshold: float = 1e-2, include: Any = KERNELS, alpha: float = 0.1,
+                        scope: str = "global") -> Pipeline:
     """Ullrich et al.'s retraining and snap: ``Pipeline([SoftShare(...), Snap(...)])``.
 
     The objective is their ``mean cross-entropy + (tau / N) (-log p(w) - log p(mixture))``
     (``N`` training examples), so ``tau`` is their loss weight. ``mixture_lr`` overrides
     fields of :data:`MIXTURE_LR`; the priors are ``(alpha, beta)`` of Gamma priors on the
-    precisions (``None`` switches one off). A pruned start's zeros stay zero.
+    precisions (``None`` switches one off). A pruned start's zeros stay zero. ``scope``:
+    one prior over every selected leaf (``'global'``, the paper) or one per leaf (``'layer'``).
 
     Departure from the paper, by default: ``mixture_init='kmeans'`` puts the free means at
     1-D k-means centres of the weights, where Ullrich et al. spread them evenly over the
@@ -84,7 +86,7 @@ def soft_weight_sharing(tau: float, epochs: int, *, lr: float = WEIGHT_LR, pi_ze
     return Pipeline([
         SoftShare(tau=tau, epochs=epochs, lr=lr, pi_zero=pi_zero, num_components=num_components,
                   mixture_init=mixture_init, init_std=init_std, hyper_prior=hyper, include=include,
-                  mixture_optimizer=functools.partial(mixture_optimizer, **lrs), alpha=alpha),
+                  mixture_optimizer=functools.partial(mixture_optimizer, **lrs), alpha=alpha, scope=scope),
         Snap(kl_threshold=kl_threshold, include=include)])
 
 
