@@ -11,9 +11,7 @@ with no host round trip per step (losses are summed on the device and read once 
 
 ``loop='auto'`` times both on the first epoch's own steps (a chunk of each mode compiles,
 the next is timed; shorter epochs time copies) and keeps the faster one for the backend
-and step (cached per process, keyed by the backend, the theta's structure and shapes, the
-batch and the loss's code, so a pipeline's next stage or a study's next seed does not measure
-again); on XLA:CPU a scan over conv steps can be several
+and step (cached per process); on XLA:CPU a scan over conv steps can be several
 times slower than the loop, while small dense steps favour the scan (see
 ``benchmarks/epoch_loop.py``). Both modes compute the same updates.
 
@@ -418,7 +416,7 @@ def fit(
             x.shape,
             batch_size,
             chunk,
-            _loss_code(loss_fn),
+            id(loss_fn),
             keyed,
         )
         mode = _AUTO_CHOICE.get(sig)
@@ -535,19 +533,6 @@ def _raise_nonfinite(runner, start, batches, first_bad, epoch, num_batches, hist
         epoch=epoch + 1, step=first_bad + 1, steps=num_batches, theta=theta, opt_state=opt_state,
         history=list(history),
     )
-
-
-def _loss_code(loss_fn) -> Any:
-    """What ``loop='auto'``'s cached choice knows of the loss: the code of the function (and of
-    a :func:`classifier`'s model function), not the object. A pipeline's stages and a study's
-    seeds build a new closure over the same code for every ``fit``; with the theta's structure
-    and shapes in the key they run the same step, so they reuse the choice instead of compiling
-    both modes again. The choice is only a speed decision: both modes compute the same updates."""
-    def code(f):
-        return getattr(f, "__code__", None) or id(f)
-
-    apply = getattr(loss_fn, "classifier_apply", None)
-    return code(loss_fn), None if apply is None else code(apply)
 
 
 def _measure(run_python, run_scan, theta, opt_state, batches, chunk, repeats: int = 1) -> str:
