@@ -101,6 +101,20 @@ def _row(arm, budget, seed, test, val=None, kind="point"):
             "dense_bytes": 8000, "free_params": 250}
 
 
+def test_pruning_in_two_rounds_fits_the_last_mask_to_the_budget(tmp_path, monkeypatch):
+    import dataclasses
+
+    from wsjax.results import Store
+
+    monkeypatch.setenv("WSJAX_STUDY_DIR", str(tmp_path))
+    cfg = dataclasses.replace(config.smoke(), epochs=2, tune_epochs=2, prune_rounds=2)
+    every = {a: (3e-3, 1.0) for a in ("dense",) + config.BUDGETED + tuple(config.TYING) + config.OWN_SIZE}
+    unit = next(u for u in cfg.point_units("fashion_mnist", 0, every) if u["arm"] == "pruned")
+    row = run.train_metrics(cfg, unit, run.data_for(cfg, "fashion_mnist", 0), Store(tmp_path / "s"))
+    assert row["stored_bytes"] <= row["target_bytes"] and row["stored_bytes"] > 0.97 * row["target_bytes"]
+    assert len(row["val_curve"]) == 2  # one retraining epoch per round
+
+
 def test_a_budget_takes_the_lottery_round_nearest_it():
     def rnd(seed, k, frac):
         return {"config": {"kind": "point", "role": "round", "arm": "lottery", "budget": None, "seed": seed,
@@ -112,6 +126,8 @@ def test_a_budget_takes_the_lottery_round_nearest_it():
     assert [got[("lottery", 1 / 2)][s]["config"]["round"] for s in (0, 1)] == [3, 3]  # 0.512
     assert got[("lottery", 1 / 8)][0]["config"]["round"] == 9  # 0.134 (round 10: 0.107)
     assert ("lottery", None) not in report.cells(rows)  # the rounds are not one cell
+    # only the grid's budgets take a round (not the tying controls' sizes)
+    assert {b for (_, b) in report.cells(rows, [1 / 2])} == {1 / 2}
 
 
 def test_the_rules_follow_the_rows():

@@ -174,7 +174,10 @@ class Config:
         """What an arm's unit adds to the base: a derived arm's start (the dense point's recipe,
         ``settings['dense']``) and rounds, the dynamic net's depth range."""
         if arm in DERIVED:
-            return {"dense_lr": settings[DENSE][0], "dense_epochs": self.epochs, "prune_rounds": self.prune_rounds}
+            # "fit": the last round's mask is fitted to the bytes on the net it prunes (rows without
+            # it fitted the dense net's mask, and a later round could overshoot the budget)
+            return {"dense_lr": settings[DENSE][0], "dense_epochs": self.epochs, "prune_rounds": self.prune_rounds,
+                    "fit": "last_round"}
         if arm == "dynamic":
             return {"max_repeats": self.max_repeats}
         if arm in SOFT:

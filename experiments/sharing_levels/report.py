@@ -43,16 +43,18 @@ def settings_from(rows: list[dict]) -> dict:
 NEAREST = 1.25
 
 
-def cells(rows: list[dict]) -> dict:
+def cells(rows: list[dict], budgets=None) -> dict:
     """``{(arm, budget): {seed: row}}`` of the point rows (controls included); the lottery's
-    rounds enter at each budget of the other arms through :func:`lottery_cells`."""
+    rounds enter at each of the grid's ``budgets`` (default: those of the budgeted points)
+    through :func:`lottery_cells`."""
     out: dict = {}
     for r in rows:
         c = r["config"]
         if c["kind"] == "point" and c.get("role") != "round":
             out.setdefault((c["arm"], c["budget"]), {})[c["seed"]] = r
-    budgets = sorted({b for (_, b) in out if b is not None}, reverse=True)
-    out.update(lottery_cells(rows, budgets))
+    if budgets is None:
+        budgets = {r["config"]["budget"] for r in rows if r["config"].get("role") == "point"} - {None}
+    out.update(lottery_cells(rows, sorted(budgets, reverse=True)))
     return out
 
 
@@ -190,7 +192,9 @@ def points_md(cs: dict) -> str:
 
 
 def rules_md(cs: dict, cfg) -> str:
-    budgets = sorted({b for (_, b) in cs if b is not None}, reverse=True)
+    # the grid's budgets only: the controls' budgets (the tying arms' sizes) belong to rule 3
+    budgets = sorted({b for (_, b) in cs if b is not None and any(abs(b - g) < 1e-12 for g in cfg.budgets)},
+                     reverse=True)
     per_budget = cross_vs_within(cs, [b for b in budgets if any((a, b) in cs for a in config.CROSS)])
     lines = ["## Rule 1-2: cross-layer against within-layer hashing", "",
              "At each budget the cross-layer contender is the best of " + ", ".join(config.CROSS) + " and the "
@@ -315,7 +319,7 @@ def pareto_plot(cs: dict, path: str) -> None:
 
 
 def write(rows: list[dict], cfg, out: str, dataset: str) -> str:
-    cs = cells(rows)
+    cs = cells(rows, cfg.budgets)
     with open(PREREGISTRATION) as f:
         prereg = f.read()
     status = ["## Status of these results", "",

@@ -139,25 +139,36 @@ def dense_start(cfg: config.Config, unit: dict, data, store: Store):
         again = train_metrics(cfg, point, data, store)
         if row is None:
             store.put(point, again)
-        elif again["test_accuracy"] != row["test_accuracy"]:
-            raise RuntimeError(f"the dense net of seed {unit['seed']} trained again scores "
-                               f"{again['test_accuracy']}, its row {row['test_accuracy']}")
+        else:
+            _check_rebuilt(path, again, row, f"the dense net of seed {unit['seed']}")
     return storage.load(path)
 
 
-def _kernel_masks(params, keep: float):
-    return pruning.sparsity_masks(params, 1.0 - keep, scope="global", include=KERNELS)
+def _check_rebuilt(path: str, again: dict, row: dict, what: str) -> None:
+    """RuntimeError (and the rebuilt file removed, so that no later run reads it as the row's)
+    unless a net trained again for a row whose file was missing scores as the row says."""
+    if again["test_accuracy"] != row["test_accuracy"]:
+        os.remove(path)
+        raise RuntimeError(
+            f"{what} trained again scores {again['test_accuracy']}, its row {row['test_accuracy']} "
+            f"(written by commit {row.get('commit')}): a net is rebuilt bit for bit only on the backend and "
+            "jax version that trained it; run the study into a new folder (--out) or restore the file")
 
 
-def kept_fraction_for(params, target_bytes: float, seed: int, steps: int = 14) -> float:
-    """The largest kept fraction of the kernels (one global magnitude ranking) whose masked
-    net's file, with the sparse codec, is at most ``target_bytes`` (bisection; the file's
-    size depends on the mask, not on the surviving values)."""
+def kept_fraction_for(params, target_bytes: float, seed: int, current=None, steps: int = 14) -> float:
+    """The largest kept fraction of the kernels (one global magnitude ranking of ``params``,
+    cumulative with the ``current`` masks) whose masked net's file, with the sparse codec, is at
+    most ``target_bytes`` (bisection; the file's size depends on the mask, not on the surviving
+    values). ValueError when not even the emptiest mask fits."""
     def size(keep):
-        t = masked(_kernel_masks(params, keep))
+        masks = pruning.sparsity_masks(params, 1.0 - keep, scope="global", include=KERNELS, current=current)
+        t = masked(masks)
         return len(storage.encode((t, t.init(jax.random.key(seed), params))))
 
-    lo, hi = 0.0, 1.0
+    hi = 1.0 if current is None else float(pruning.density(current))
+    lo = 0.0
+    if size(lo) > target_bytes:
+        raise ValueError(f"no kept fraction fits {target_bytes:,.0f} bytes")
     for _ in range(steps):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if size(mid) <= target_bytes else (lo, mid)
@@ -182,14 +193,20 @@ def train_pruned(cfg: config.Config, unit: dict, data, store: Store) -> dict:
     dense = dense_start(cfg, unit, data, store)
     model = MLP(_features(unit))
     n = count_params(dense)
-    keep = kept_fraction_for(dense, unit["budget"] * 4 * n, unit["seed"])
-    rounds, stages = unit["prune_rounds"], []
-    for r, epochs in enumerate(round_epochs(unit["epochs"], rounds), 1):
-        stages += [Prune(1.0 - keep ** (r / rounds), scope="global"),
-                   Retrain(epochs, unit["lr"], alpha=unit["final_lr_fraction"], batch_size=unit["batch_size"])]
-    net = compress.from_linen(model, dense)
+    target = unit["budget"] * 4 * n
+    keep = kept_fraction_for(dense, target, unit["seed"])  # sets the geometric schedule
+    rounds, net = unit["prune_rounds"], compress.from_linen(model, dense)
+    kw = {"seed": unit["seed"], "loop": study.loop_for("deep_mlp"), "progress": False}
     t0 = time.perf_counter()
-    c = Pipeline(stages).run(net, train, val, seed=unit["seed"], loop=study.loop_for("deep_mlp"), progress=False)
+    c = compress.start(dense)
+    for r, epochs in enumerate(round_epochs(unit["epochs"], rounds), 1):
+        if r == rounds:  # the last round's mask is what the file stores: fit it to the bytes on
+            # the net this round prunes (earlier rounds' retraining moved the magnitudes)
+            keep_r = kept_fraction_for(jax.device_get(c.params), target, unit["seed"], current=c.masks)
+        else:
+            keep_r = keep ** (r / rounds)
+        retrain_ = Retrain(epochs, unit["lr"], alpha=unit["final_lr_fraction"], batch_size=unit["batch_size"])
+        c = Pipeline([Prune(1.0 - keep_r, scope="global"), retrain_]).run(net, train, val, start_from=c, **kw)
     seconds = time.perf_counter() - t0
     _, eval_fn = classifier(net.apply)
     score = lambda p: evaluate(eval_fn, p, *test)["accuracy"]  # noqa: E731
@@ -214,9 +231,8 @@ def _round_params(cfg: config.Config, unit: dict, r: int, data, store: Store):
         again = train_lottery_round(cfg, u, data, store)
         if row is None:
             store.put(u, again)
-        elif again["test_accuracy"] != row["test_accuracy"]:
-            raise RuntimeError(f"lottery round {r} of seed {unit['seed']} trained again scores "
-                               f"{again['test_accuracy']}, its row {row['test_accuracy']}")
+        else:
+            _check_rebuilt(path, again, row, f"lottery round {r} of seed {unit['seed']}")
     return storage.load(path)
 
 
