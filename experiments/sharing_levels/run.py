@@ -127,21 +127,24 @@ def train_metrics(cfg: config.Config, unit: dict, data, store: Store) -> dict:
 # ---------------------------------------------------------------------------- derived arms
 
 
-def dense_start(cfg: config.Config, unit: dict, data, store: Store):
-    """The trained dense net a derived arm starts from: the dense point of the unit's seed, read
-    from its file. Where the point has no row yet (the tuning phase comes first) it is trained
-    and its row stored now, so the points phase finds it; where the row exists but its file
-    does not (the deep MLP's files are not committed), it is trained again, and the same seed
-    and recipe must give the row's test accuracy."""
-    point = cfg.dense_point_of(unit)
-    path, row = store.artifact(point, ".wsjax"), store.get(point)
+def stored_or_rebuilt(cfg: config.Config, unit: dict, data, store: Store, what: str):
+    """The params of ``unit``'s trained net, read from its file. A unit without a row yet (a
+    derived arm can need it before its phase) is trained and its row stored now, so its own
+    phase finds it; a row whose file is missing (the deep MLP's files are not committed) is
+    trained again and must reproduce the row (:func:`_check_rebuilt`)."""
+    path, row = store.artifact(unit, ".wsjax"), store.get(unit)
     if row is None or not os.path.exists(path):
-        again = train_metrics(cfg, point, data, store)
+        again = train_metrics(cfg, unit, data, store)
         if row is None:
-            store.put(point, again)
+            store.put(unit, again)
         else:
-            _check_rebuilt(path, again, row, f"the dense net of seed {unit['seed']}")
+            _check_rebuilt(path, again, row, what)
     return storage.load(path)
+
+
+def dense_start(cfg: config.Config, unit: dict, data, store: Store):
+    """The trained dense net a derived arm starts from: the dense point of the unit's seed."""
+    return stored_or_rebuilt(cfg, cfg.dense_point_of(unit), data, store, f"the dense net of seed {unit['seed']}")
 
 
 def _check_rebuilt(path: str, again: dict, row: dict, what: str) -> None:
@@ -220,20 +223,11 @@ def train_pruned(cfg: config.Config, unit: dict, data, store: Store) -> dict:
 
 
 def _round_params(cfg: config.Config, unit: dict, r: int, data, store: Store):
-    """The trained net of round ``r`` of ``unit``'s lottery chain (round 0: the dense point),
-    read from its file; a round without a row, or without its file, is trained (and a new
-    row stored) first, the same way :func:`dense_start` does it."""
+    """The trained net of round ``r`` of ``unit``'s lottery chain (round 0: the dense point)."""
     if r == 0:
         return dense_start(cfg, unit, data, store)
-    u = cfg.lottery_round_of(unit, r)
-    path, row = store.artifact(u, ".wsjax"), store.get(u)
-    if row is None or not os.path.exists(path):
-        again = train_lottery_round(cfg, u, data, store)
-        if row is None:
-            store.put(u, again)
-        else:
-            _check_rebuilt(path, again, row, f"lottery round {r} of seed {unit['seed']}")
-    return storage.load(path)
+    return stored_or_rebuilt(cfg, cfg.lottery_round_of(unit, r), data, store,
+                             f"lottery round {r} of seed {unit['seed']}")
 
 
 def survivors(params, rates, r: int):
