@@ -83,6 +83,30 @@ def _stored_metrics(unit: dict, store: Store, stored, params, score) -> dict:
             "file": os.path.relpath(path, store.folder)}
 
 
+def _train_stored(unit: dict, net, t, state, data, store: Store):
+    """Train ``state``'s free parameters through ``t`` with the unit's recipe, store the net and
+    score it from its file: ``(trained state, row metrics)``."""
+    train, val, test = data
+    theta, _, history, seconds = retrain(
+        net, compress.Compressed(t, state), train, val, epochs=unit["epochs"], lr=unit["lr"], seed=unit["seed"],
+        alpha=unit["final_lr_fraction"], batch_size=unit["batch_size"], loop=study.loop_for("deep_mlp"),
+        progress=False)
+    trained = with_theta(state, theta)
+    _, eval_fn = classifier(net.apply)
+    score = lambda p: evaluate(eval_fn, p, *test)["accuracy"]  # noqa: E731
+    return trained, {**_stored_metrics(unit, store, (t, trained), t.apply(trained), score), **_curve(history),
+                     "seconds": seconds}
+
+
+def _masked_sizes(params, masks) -> dict:
+    """A pruned net's counts: the surviving kernel weights and every bias are its free params."""
+    n = count_params(params)
+    kept = sum(int(np.count_nonzero(m)) for m in jax.tree.leaves(masks))
+    biases = n - sum(int(np.size(x)) for p, x in flatten_paths(params).items() if matcher(KERNELS)(p))
+    return {"dense_bytes": 4 * n, "free_params": kept + biases, "dense_params": n,
+            "kept_fraction": float(pruning.density(masks))}
+
+
 def _curve(history) -> dict:
     return {"val_accuracy": history[-1]["eval_accuracy"], "val_curve": [h["eval_accuracy"] for h in history],
             "train_loss": history[-1]["train_loss"]}
@@ -98,7 +122,7 @@ def train_metrics(cfg: config.Config, unit: dict, data, store: Store) -> dict:
         return train_lottery_round(cfg, unit, data, store)
     if unit["arm"] in config.SOFT:
         return train_soft(cfg, unit, data, store)
-    train, val, test = data
+    train = data[0]
     dense = mlp_params(_features(unit), 784)
     model = model_of(unit, dense)
     key = jax.random.key(unit["seed"])
@@ -106,17 +130,9 @@ def train_metrics(cfg: config.Config, unit: dict, data, store: Store) -> dict:
     compression = hash_compression(unit, params) if unit["arm"] in config.HASHING else None
     t = transform_of(unit, compression)
     state = t.init(jax.random.fold_in(key, 1), params)
-    net = compress.from_linen(model, params)
-    theta, _, history, seconds = retrain(
-        net, compress.Compressed(t, state), train, val, epochs=unit["epochs"], lr=unit["lr"], seed=unit["seed"],
-        alpha=unit["final_lr_fraction"], batch_size=unit["batch_size"], loop=study.loop_for("deep_mlp"),
-        progress=False)
-    trained = with_theta(state, theta)
-    _, eval_fn = classifier(net.apply)
-    score = lambda p: evaluate(eval_fn, p, *test)["accuracy"]  # noqa: E731
-    row = {**_stored_metrics(unit, store, (t, trained), t.apply(trained), score),
-           "dense_bytes": 4 * dense, "free_params": free_params(trained), "dense_params": dense,
-           **_curve(history), "seconds": seconds, "widths": list(model.features)}
+    trained, row = _train_stored(unit, compress.from_linen(model, params), t, state, data, store)
+    row.update(dense_bytes=4 * dense, free_params=free_params(trained), dense_params=dense,
+               widths=list(model.features))
     if compression is not None:
         load = collision_load(trained)
         row["compression"] = compression
@@ -214,12 +230,8 @@ def train_pruned(cfg: config.Config, unit: dict, data, store: Store) -> dict:
     _, eval_fn = classifier(net.apply)
     score = lambda p: evaluate(eval_fn, p, *test)["accuracy"]  # noqa: E731
     history = [e for h in c.history if h["stage"] == "retrain" for e in h["per_epoch"]]
-    kept = sum(int(np.count_nonzero(m)) for m in jax.tree.leaves(c.masks))
-    biases = n - sum(int(np.size(x)) for p, x in flatten_paths(dense).items() if matcher(KERNELS)(p))
-    return {**_stored_metrics(unit, store, c.stored, c.params, score), "dense_bytes": 4 * n,
-            "free_params": kept + biases, "dense_params": n, "kept_fraction": float(pruning.density(c.masks)),
-            "target_bytes": unit["budget"] * 4 * n, **_curve(history), "seconds": seconds,
-            "widths": list(model.features)}
+    return {**_stored_metrics(unit, store, c.stored, c.params, score), **_masked_sizes(dense, c.masks),
+            "target_bytes": target, **_curve(history), "seconds": seconds, "widths": list(model.features)}
 
 
 def _round_params(cfg: config.Config, unit: dict, r: int, data, store: Store):
@@ -255,7 +267,7 @@ def train_lottery_round(cfg: config.Config, unit: dict, data, store: Store) -> d
     previous round's trained net (round 0: the dense point) by each layer's rate of its
     surviving weights, rewind the survivors to their values at initialisation (the dense net's
     ``theta_0``) and train them with the dense recipe; stored with the sparse codec."""
-    train, val, test = data
+    train = data[0]
     r, rates = unit["round"], cfg.lottery_rates()
     previous = _round_params(cfg, unit, r - 1, data, store)
     masks = pruning.lottery.prune_round(previous, survivors(previous, rates, r - 1), rates, r)
@@ -264,20 +276,8 @@ def train_lottery_round(cfg: config.Config, unit: dict, data, store: Store) -> d
     theta_0 = jax.device_get(model.init(key, train[0][:1])["params"])  # the dense point's own init
     t = masked(masks)
     state = t.init(jax.random.fold_in(key, 1), pruning.lottery.rewind(theta_0, masks))
-    net = compress.from_linen(model, theta_0)
-    theta, _, history, seconds = retrain(
-        net, compress.Compressed(t, state), train, val, epochs=unit["epochs"], lr=unit["lr"], seed=unit["seed"],
-        alpha=unit["final_lr_fraction"], batch_size=unit["batch_size"], loop=study.loop_for("deep_mlp"),
-        progress=False)
-    trained = with_theta(state, theta)
-    _, eval_fn = classifier(net.apply)
-    score = lambda p: evaluate(eval_fn, p, *test)["accuracy"]  # noqa: E731
-    n = count_params(theta_0)
-    kept = sum(int(np.count_nonzero(m)) for m in jax.tree.leaves(masks))
-    biases = n - sum(int(np.size(x)) for p, x in flatten_paths(theta_0).items() if matcher(KERNELS)(p))
-    return {**_stored_metrics(unit, store, (t, trained), t.apply(trained), score), "dense_bytes": 4 * n,
-            "free_params": kept + biases, "dense_params": n, "kept_fraction": float(pruning.density(masks)),
-            **_curve(history), "seconds": seconds, "widths": list(model.features)}
+    _, row = _train_stored(unit, compress.from_linen(model, theta_0), t, state, data, store)
+    return {**row, **_masked_sizes(theta_0, masks), "widths": list(model.features)}
 
 
 def train_soft(cfg: config.Config, unit: dict, data, store: Store) -> dict:
