@@ -315,3 +315,26 @@ def test_keep_pruned_rejects_bad_masks_and_missing_params():
     t = pruning.keep_pruned(masks)
     with pytest.raises(ValueError, match="needs params"):
         t.update(p, t.init(p))
+
+
+def test_kept_fraction_for_bytes_fits_the_file_and_surviving_masks_read_a_round_back():
+    from wsjax import storage
+    from wsjax.pruning import kept_fraction_for_bytes, lottery
+    params = {"a": {"kernel": jax.random.normal(jax.random.key(0), (64, 32))},
+              "b": {"kernel": jax.random.normal(jax.random.key(1), (32, 10)), "bias": jnp.zeros((10,))}}
+    dense_bytes = len(storage.encode(params))
+    keep = kept_fraction_for_bytes(params, dense_bytes / 4)
+    def size(k):
+        t = masked(pruning.sparsity_masks(params, 1 - k, scope="global"))
+        return len(storage.encode((t, t.init(jax.random.key(0), params))))
+
+    assert size(keep) <= dense_bytes / 4 < size(keep + 2 ** -13)
+    with pytest.raises(ValueError, match="no kept fraction"):
+        kept_fraction_for_bytes(params, 10)
+    rates = {r"^b/kernel$": 0.1, r"kernel$": 0.2}
+    masks = lottery.prune_round(params, None, rates, 1)
+    trained = apply_masks(params, masks)
+    got = lottery.surviving_masks(trained, rates, 1)
+    assert {p: int(m.sum()) for p, m in got.items()} == {"a/kernel": 2048 - 410, "b/kernel": 320 - 32}
+    with pytest.raises(ValueError, match="nonzero weights"):
+        lottery.surviving_masks(params, rates, 1)

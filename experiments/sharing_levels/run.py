@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
-import re
 import time
 
 import jax
@@ -13,7 +11,7 @@ import numpy as np
 import optax
 
 from experiments.sharing_levels import config, report
-from wsjax import compress, pruning, storage, study
+from wsjax import compress, pruning, study
 from wsjax.analysis import collision_load
 from wsjax.compress.train import retrain, with_theta
 from wsjax.models import MLP, DynamicNet, equal_size_widths, mlp_params
@@ -71,18 +69,6 @@ def model_of(unit: dict, dense_params: int) -> MLP:
     return MLP(features)
 
 
-def _stored_metrics(unit: dict, store: Store, stored, params, score) -> dict:
-    """Write ``stored`` to the unit's file, read it back and score it; RuntimeError unless the
-    file's net scores what the in-memory ``params`` score."""
-    in_memory = score(jax.device_get(params))
-    path = store.artifact(unit, ".wsjax")
-    _, _, from_file, nbytes = study.store_and_reload(stored, path, score)
-    if from_file != in_memory:
-        raise RuntimeError(f"{path}: the file's net scores {from_file}, the trained one {in_memory}")
-    return {"test_accuracy": from_file, "in_memory_accuracy": in_memory, "stored_bytes": nbytes,
-            "file": os.path.relpath(path, store.folder)}
-
-
 def _train_stored(unit: dict, net, t, state, data, store: Store):
     """Train ``state``'s free parameters through ``t`` with the unit's recipe, store the net and
     score it from its file: ``(trained state, row metrics)``."""
@@ -94,7 +80,7 @@ def _train_stored(unit: dict, net, t, state, data, store: Store):
     trained = with_theta(state, theta)
     _, eval_fn = classifier(net.apply)
     score = lambda p: evaluate(eval_fn, p, *test)["accuracy"]  # noqa: E731
-    return trained, {**_stored_metrics(unit, store, (t, trained), t.apply(trained), score), **_curve(history),
+    return trained, {**study.stored_row(unit, store, (t, trained), t.apply(trained), score), **_curve(history),
                      "seconds": seconds}
 
 
@@ -143,55 +129,10 @@ def train_metrics(cfg: config.Config, unit: dict, data, store: Store) -> dict:
 # ---------------------------------------------------------------------------- derived arms
 
 
-def stored_or_rebuilt(cfg: config.Config, unit: dict, data, store: Store, what: str):
-    """The params of ``unit``'s trained net, read from its file. A unit without a row yet (a
-    derived arm can need it before its phase) is trained and its row stored now, so its own
-    phase finds it; a row whose file is missing (the deep MLP's files are not committed) is
-    trained again and must reproduce the row (:func:`_check_rebuilt`)."""
-    path, row = store.artifact(unit, ".wsjax"), store.get(unit)
-    if row is None or not os.path.exists(path):
-        again = train_metrics(cfg, unit, data, store)
-        if row is None:
-            store.put(unit, again)
-        else:
-            _check_rebuilt(path, again, row, what)
-    return storage.load(path)
-
-
 def dense_start(cfg: config.Config, unit: dict, data, store: Store):
     """The trained dense net a derived arm starts from: the dense point of the unit's seed."""
-    return stored_or_rebuilt(cfg, cfg.dense_point_of(unit), data, store, f"the dense net of seed {unit['seed']}")
-
-
-def _check_rebuilt(path: str, again: dict, row: dict, what: str) -> None:
-    """RuntimeError (and the rebuilt file removed, so that no later run reads it as the row's)
-    unless a net trained again for a row whose file was missing scores as the row says."""
-    if again["test_accuracy"] != row["test_accuracy"]:
-        os.remove(path)
-        raise RuntimeError(
-            f"{what} trained again scores {again['test_accuracy']}, its row {row['test_accuracy']} "
-            f"(written by commit {row.get('commit')}): a net is rebuilt bit for bit only on the backend and "
-            "jax version that trained it; run the study into a new folder (--out) or restore the file")
-
-
-def kept_fraction_for(params, target_bytes: float, seed: int, current=None, steps: int = 14) -> float:
-    """The largest kept fraction of the kernels (one global magnitude ranking of ``params``,
-    cumulative with the ``current`` masks) whose masked net's file, with the sparse codec, is at
-    most ``target_bytes`` (bisection; the file's size depends on the mask, not on the surviving
-    values). ValueError when not even the emptiest mask fits."""
-    def size(keep):
-        masks = pruning.sparsity_masks(params, 1.0 - keep, scope="global", include=KERNELS, current=current)
-        t = masked(masks)
-        return len(storage.encode((t, t.init(jax.random.key(seed), params))))
-
-    hi = 1.0 if current is None else float(pruning.density(current))
-    lo = 0.0
-    if size(lo) > target_bytes:
-        raise ValueError(f"no kept fraction fits {target_bytes:,.0f} bytes")
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if size(mid) <= target_bytes else (lo, mid)
-    return lo
+    return study.stored_or_rebuilt(store, cfg.dense_point_of(unit), lambda u: train_metrics(cfg, u, data, store),
+                                   f"the dense net of seed {unit['seed']}")
 
 
 def round_epochs(epochs: int, rounds: int) -> list[int]:
@@ -213,7 +154,7 @@ def train_pruned(cfg: config.Config, unit: dict, data, store: Store) -> dict:
     model = MLP(_features(unit))
     n = count_params(dense)
     target = unit["budget"] * 4 * n
-    keep = kept_fraction_for(dense, target, unit["seed"])  # sets the geometric schedule
+    keep = pruning.kept_fraction_for_bytes(dense, target, unit["seed"])  # sets the geometric schedule
     rounds, net = unit["prune_rounds"], compress.from_linen(model, dense)
     kw = {"seed": unit["seed"], "loop": study.loop_for("deep_mlp"), "progress": False}
     t0 = time.perf_counter()
@@ -221,7 +162,7 @@ def train_pruned(cfg: config.Config, unit: dict, data, store: Store) -> dict:
     for r, epochs in enumerate(round_epochs(unit["epochs"], rounds), 1):
         if r == rounds:  # the last round's mask is what the file stores: fit it to the bytes on
             # the net this round prunes (earlier rounds' retraining moved the magnitudes)
-            keep_r = kept_fraction_for(jax.device_get(c.params), target, unit["seed"], current=c.masks)
+            keep_r = pruning.kept_fraction_for_bytes(jax.device_get(c.params), target, unit["seed"], current=c.masks)
         else:
             keep_r = keep ** (r / rounds)
         retrain_ = Retrain(epochs, unit["lr"], alpha=unit["final_lr_fraction"], batch_size=unit["batch_size"])
@@ -230,7 +171,7 @@ def train_pruned(cfg: config.Config, unit: dict, data, store: Store) -> dict:
     _, eval_fn = classifier(net.apply)
     score = lambda p: evaluate(eval_fn, p, *test)["accuracy"]  # noqa: E731
     history = [e for h in c.history if h["stage"] == "retrain" for e in h["per_epoch"]]
-    return {**_stored_metrics(unit, store, c.stored, c.params, score), **_masked_sizes(dense, c.masks),
+    return {**study.stored_row(unit, store, c.stored, c.params, score), **_masked_sizes(dense, c.masks),
             "target_bytes": target, **_curve(history), "seconds": seconds, "widths": list(model.features)}
 
 
@@ -238,28 +179,8 @@ def _round_params(cfg: config.Config, unit: dict, r: int, data, store: Store):
     """The trained net of round ``r`` of ``unit``'s lottery chain (round 0: the dense point)."""
     if r == 0:
         return dense_start(cfg, unit, data, store)
-    return stored_or_rebuilt(cfg, cfg.lottery_round_of(unit, r), data, store,
-                             f"lottery round {r} of seed {unit['seed']}")
-
-
-def survivors(params, rates, r: int):
-    """Round ``r``'s masks as the nonzero kernel weights of its stored net, checked against the
-    count :func:`wsjax.pruning.lottery.prune_round` leaves (a trained survivor at exactly 0.0
-    would be lost; it raises instead). ``None`` for round 0."""
-    if r == 0:
-        return None
-    is_kernel, target = matcher(KERNELS), pruning.lottery.sparsity_after(rates, r)
-    masks = {}
-    for p, w in flatten_paths(params).items():
-        if not is_kernel(p):
-            continue
-        rate = next(v for k, v in target.items() if re.search(k, p))
-        m = np.asarray(w) != 0
-        if int(m.sum()) != m.size - round(rate * m.size):
-            raise RuntimeError(f"round {r}: {p} has {int(m.sum())} nonzero weights, expected "
-                               f"{m.size - round(rate * m.size)}")
-        masks[p] = m
-    return masks  # {path: mask}: what prune_round's ``current`` reads
+    return study.stored_or_rebuilt(store, cfg.lottery_round_of(unit, r), lambda u: train_metrics(cfg, u, data, store),
+                                   f"lottery round {r} of seed {unit['seed']}")
 
 
 def train_lottery_round(cfg: config.Config, unit: dict, data, store: Store) -> dict:
@@ -270,7 +191,7 @@ def train_lottery_round(cfg: config.Config, unit: dict, data, store: Store) -> d
     train = data[0]
     r, rates = unit["round"], cfg.lottery_rates()
     previous = _round_params(cfg, unit, r - 1, data, store)
-    masks = pruning.lottery.prune_round(previous, survivors(previous, rates, r - 1), rates, r)
+    masks = pruning.lottery.prune_round(previous, pruning.lottery.surviving_masks(previous, rates, r - 1), rates, r)
     model = MLP(_features(unit))
     key = jax.random.key(unit["seed"])
     theta_0 = jax.device_get(model.init(key, train[0][:1])["params"])  # the dense point's own init
@@ -303,7 +224,7 @@ def train_soft(cfg: config.Config, unit: dict, data, store: Store) -> dict:
     learned, snap = c.history[-2], c.history[-1]
     n = count_params(dense)
     # free_params: the nonzero weights and biases (the snapped values come from the merged mixtures)
-    return {**_stored_metrics(unit, store, params, params, score), "dense_bytes": 4 * n,
+    return {**study.stored_row(unit, store, params, params, score), "dense_bytes": 4 * n,
             "free_params": sum(int(np.count_nonzero(x)) for x in jax.tree.leaves(params)), "dense_params": n,
             "nonzero_fraction": snap["nonzero_fraction"], "distinct_values": snap["distinct_values"],
             "components": snap["components"], "accuracy_before_snap": score(jax.device_get(retrained.params)),
@@ -340,7 +261,7 @@ def train_dynamic(unit: dict, data, store: Store) -> dict:
     depth = max(depth_val, key=lambda r: (depth_val[r], -r))  # ties: the shallower pass
     score = lambda p: evaluate(evals[depth], p, *test)["accuracy"]  # noqa: E731
     n, dense = count_params(theta), mlp_params(_features(unit), 784)
-    row = {**_stored_metrics(unit, store, theta, theta, score), "dense_bytes": 4 * dense, "free_params": n,
+    row = {**study.stored_row(unit, store, theta, theta, score), "dense_bytes": 4 * dense, "free_params": n,
            "dense_params": dense, **_curve(result.history), "seconds": seconds, "depth": depth,
            "depth_val_accuracy": {str(r): v for r, v in depth_val.items()},
            "depth_test_accuracy": {str(r): evaluate(f, theta, *test)["accuracy"] for r, f in evals.items()}}

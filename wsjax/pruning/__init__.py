@@ -8,6 +8,7 @@ Neural Networks <https://arxiv.org/abs/1506.02626>`_, 2015; Zhu & Gupta, `To pru
 to prune <https://arxiv.org/abs/1710.01878>`_, 2017.
 """
 
+from wsjax.pruning.bytes_budget import kept_fraction_for_bytes
 from wsjax.pruning.gradual import GradualPruningState, gradual_pruning
 from wsjax.pruning.keep import keep_pruned
 from wsjax.pruning import lottery

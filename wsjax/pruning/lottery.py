@@ -41,6 +41,7 @@ Zhou, Huang & Darrell, `Rethinking the Value of Network Pruning
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 import jax
@@ -51,7 +52,8 @@ from wsjax.pruning.magnitude import sparsity_masks
 from wsjax.pruning.rounds import PruneRound, iterative_prune
 from wsjax.pruning.schedules import Schedule, sparsity_at
 from wsjax.sharing.mask import apply_masks
-from wsjax.sharing.paths import KERNELS, Include, PerLayer
+from wsjax.sharing.core import flatten_paths
+from wsjax.sharing.paths import KERNELS, Include, PerLayer, matcher
 
 #: Frankle & Carbin's per-round rates for LeNet-300-100: 20 % of the surviving hidden-layer
 #: weights per round, 10 % of the output layer's (first matching regex wins).
@@ -79,6 +81,26 @@ def prune_round(trained: Any, masks: Any, rates: PerLayer, r: int, *, include: I
     keeps ``(1 - rate)^r`` of its weights (rounded to whole weights). Pure: the same
     arguments give the same masks."""
     return sparsity_masks(trained, sparsity_after(rates, r), include=include, current=masks)
+
+
+def surviving_masks(trained: Any, rates: PerLayer, r: int, *, include: Include = KERNELS) -> Any:
+    """Round ``r``'s masks read back from its trained net: ``{path: nonzero}`` of every
+    included leaf (what :func:`prune_round`'s ``current`` takes), checked against the count
+    round ``r`` leaves; ValueError if they differ (a survivor trained to exactly 0.0 would be
+    lost). ``None`` for round 0. For a net stored without its masks, e.g. a sparse file."""
+    if r == 0:
+        return None
+    target, masks = sparsity_after(rates, r), {}
+    for path, w in flatten_paths(trained).items():
+        if not matcher(include)(path):
+            continue
+        rate = target if not isinstance(target, dict) else next(v for k, v in target.items() if re.search(k, path))
+        m = np.asarray(w) != 0
+        if int(m.sum()) != m.size - round(rate * m.size):
+            raise ValueError(f"round {r}: {path} has {int(m.sum())} nonzero weights, expected "
+                             f"{m.size - round(rate * m.size)}")
+        masks[path] = m
+    return masks
 
 
 def rewind(theta: Any, masks: Any) -> Any:

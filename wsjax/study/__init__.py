@@ -18,11 +18,11 @@ Run one with ``wsjax run <name> [--quick] [--seed N] [--out DIR]`` or
 """
 
 from wsjax.study.args import ROOT, default_out, parse_args, parse_args_with_models, study_folder
-from wsjax.study.files import store_and_reload
+from wsjax.study.files import store_and_reload, stored_row
 from wsjax.study.nets import (
     DENSE_EPOCHS, LOOP, QUICK_EPOCHS, QUICK_TRAIN_EXAMPLES, check_input, dense_config, loop_for, model_by_name,
     baseline_store, pretrained, splits, train_val, train_val_test, trained_net,
 )
 from wsjax.study.report import (beats, errorbars, finish_axes, fmt, markdown_table, matches, mean_std, pyplot,
                                 save_figure, separation, t_interval, write_results, write_section)
-from wsjax.study.units import run_units
+from wsjax.study.units import run_units, stored_or_rebuilt

@@ -31,3 +31,17 @@ def store_and_reload(stored, path: str, score):
     if file_bytes != report.file_bytes:
         raise RuntimeError(f"{path}: the size report counts {report.file_bytes} bytes, the file has {file_bytes}")
     return report, loaded, score(loaded), file_bytes
+
+
+def stored_row(unit, store, stored, params, score) -> dict:
+    """Write ``stored`` to ``unit``'s artifact file in ``store``, read it back and score it
+    (:func:`store_and_reload`); RuntimeError unless the file's net scores what the in-memory
+    ``params`` score. The row metrics: ``test_accuracy`` (from the file), ``in_memory_accuracy``,
+    ``stored_bytes`` and ``file`` (relative to the store's folder)."""
+    in_memory = score(jax.device_get(params))
+    path = store.artifact(unit, ".wsjax")
+    _, _, from_file, nbytes = store_and_reload(stored, path, score)
+    if from_file != in_memory:
+        raise RuntimeError(f"{path}: the file's net scores {from_file}, the trained one {in_memory}")
+    return {"test_accuracy": from_file, "in_memory_accuracy": in_memory, "stored_bytes": nbytes,
+            "file": os.path.relpath(path, store.folder)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Iterable, Mapping
 
 from wsjax.results import Store
@@ -31,3 +32,26 @@ def run_units(store: Store, units: Iterable[Mapping[str, Any]], compute: Callabl
             tail = summary(row) if summary else ""
             print(f"[{i}/{len(units)}] {what}{': ' + tail if tail else ''}{' (cached)' if cached else ''}", flush=True)
     return rows
+
+
+def stored_or_rebuilt(store: Store, unit: Mapping[str, Any], compute: Callable[[Mapping[str, Any]], Mapping],
+                      what: str):
+    """The params of ``unit``'s trained net, read from its ``.wsjax`` artifact. A unit with no
+    row yet (another unit needs it before its own turn) is computed and its row stored now; a
+    row whose file is missing (large files are not committed) is computed again and must
+    reproduce the row's test accuracy, else RuntimeError, with the rebuilt file removed so that
+    no later run reads it as the row's. ``compute(unit)`` writes the file and returns the metrics."""
+    from wsjax import storage
+
+    path, row = store.artifact(unit, ".wsjax"), store.get(unit)
+    if row is None or not os.path.exists(path):
+        again = compute(unit)
+        if row is None:
+            store.put(unit, again)
+        elif again["test_accuracy"] != row["test_accuracy"]:
+            os.remove(path)
+            raise RuntimeError(
+                f"{what} trained again scores {again['test_accuracy']}, its row {row['test_accuracy']} "
+                f"(written by commit {row.get('commit')}): a net is rebuilt bit for bit only on the backend and "
+                "jax version that trained it; run the study into a new folder (--out) or restore the file")
+    return storage.load(path)
