@@ -12,8 +12,8 @@ def test_list_names_studies_stages_transforms_and_codecs(capsys):
     out = capsys.readouterr().out
     from wsjax.study import discover
 
-    assert discover.studies() == ["baseline", "deep_compression", "distillation", "early_exits", "hashednets",
-                                  "lecun89", "lottery", "quantization_bits", "redundancy", "separable",
+    assert discover.studies() == ["baseline", "deep_compression", "distillation", "early_exits", "frontier",
+                                  "hashednets", "lecun89", "lottery", "quantization_bits", "redundancy", "separable",
                                   "sharing_levels", "soft_compression", "soft_sharing"]
     for name in (*discover.studies(), "prune", "quantize", "hashing_pool", "low_rank", "tying", "shared_basis",
                  "predicted"):

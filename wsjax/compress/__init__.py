@@ -1,7 +1,7 @@
 """Compression pipelines: any Flax model (linen or NNX) compressed in a few lines.
 
 A :class:`Pipeline` is a list of stages (:class:`Prune`, :class:`Retrain`,
-:class:`Quantize`, :class:`SoftShare`, :class:`Snap`, :class:`Hash`, :class:`LowRank`, :class:`RandomEdges`, :class:`Tie`)
+:class:`GradualPrune`, :class:`Quantize`, :class:`SoftShare`, :class:`Snap`, :class:`Hash`, :class:`LowRank`, :class:`RandomEdges`, :class:`Tie`)
 run on the one training engine; each later stage keeps the masks and codebooks of the
 earlier ones. The result's ``stored`` pair goes straight to :func:`wsjax.storage.save`,
 which writes each transform with its own codec (a hashed layer as its buckets, not its
@@ -16,6 +16,11 @@ Chen et al., `Compressing Neural Networks with the Hashing Trick
 from wsjax.compress.net import Net, as_net, from_linen, from_nnx
 from wsjax.compress.pipeline import Pipeline, fingerprint, stage_config
 from wsjax.compress.recipes import deep_compression, hashednets
-from wsjax.compress.stages import (STAGES, Hash, LowRank, Prune, Quantize, RandomEdges, Retrain, Snap, SoftShare,
+from wsjax.compress.bit_allocation import fewest_bits
+from wsjax.compress.gradual import GradualPrune
+from wsjax.compress.stages import (STAGES as _STAGES, Hash, LowRank, Prune, Quantize, RandomEdges, Retrain, Snap, SoftShare,
                                    Tie)
 from wsjax.compress.state import Compressed, start
+
+#: Every pipeline stage by name.
+STAGES = {**_STAGES, GradualPrune.name: GradualPrune}

@@ -20,6 +20,7 @@ from wsjax.pruning.magnitude import (
     threshold_masks,
 )
 from wsjax.pruning.rounds import PruneRound, iterative_prune
+from wsjax.pruning.sensitivity import FRACTIONS, allocate_kept, sensitivity_scan, tolerated_kept
 from wsjax.pruning.schedules import iterative, one_shot, polynomial, sparsity_at
 from wsjax.pruning.structured import (
     METHODS,

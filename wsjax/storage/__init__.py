@@ -37,6 +37,8 @@ from wsjax.storage.fileformat import (
     save,
     size_report,
 )
+from wsjax.storage import index_width
+from wsjax.storage.index_width import smallest_index_bits
 from wsjax.storage.layers import ENCODINGS
 from wsjax.storage.limits import Limits
 from wsjax.storage.report import LayerReport, SizeReport
@@ -59,4 +61,5 @@ __all__ = [
     "parse",
     "save",
     "size_report",
+    "smallest_index_bits",
 ]

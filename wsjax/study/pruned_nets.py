@@ -162,6 +162,12 @@ def full_masks(params, flat_masks: dict):
         params)
 
 
+def level_blob(params, masks) -> bytes:
+    """A pruned net's ``.msgpack`` artifact (params and masks), as :func:`read_level` reads it."""
+    return serialization.msgpack_serialize({"params": serialization.to_state_dict(jax.tree.map(np.asarray, params)),
+                                            "masks": {p: np.asarray(m) for p, m in flatten_paths(masks).items()}})
+
+
 def read_level(path: str, template):
     """``(params, masks)`` of a level's ``.msgpack`` artifact."""
     with open(path, "rb") as f:
@@ -242,9 +248,7 @@ def pruned_net(model_name: str, dataset: str = "fashion_mnist", seed: int = 0, q
     scorer = Scorer(model, data[1], data[2])
     for config in configs[start:]:
         params, masks, metrics = _prune_level(model, config, previous, data, scorer, progress)
-        blob = serialization.msgpack_serialize({"params": serialization.to_state_dict(jax.tree.map(np.asarray, params)),
-                                                "masks": {p: np.asarray(m) for p, m in flatten_paths(masks).items()}})
-        store.write_artifact(config, ".msgpack", blob)
+        store.write_artifact(config, ".msgpack", level_blob(params, masks))
         row = store.put(config, metrics)
         previous = (params, masks, metrics["epochs"], metrics["seconds"])
     return params, masks, row

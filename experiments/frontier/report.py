@@ -1,0 +1,178 @@
+"""The frontier's report: per level and variant the mean over seeds, our frontier against the
+peer's at each drop budget, what each ingredient is worth, and one plot per model, all
+computed from the store's rows and the peer's json (decision rule: ``config``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+
+from experiments.frontier import config
+from wsjax import study
+from wsjax.io import atomic_write
+from wsjax.study.report import mean_std
+
+
+def describe(c: dict) -> str:
+    if c["kind"] == "peer_ours":
+        return f"{c['model']} peer {c['sparsity']:.0%} sparsity, {c['clusters']} clusters, stored by wsjax"
+    p = c["prune"]
+    return f"{p['model']} {c['variant']:<10} kept {p['level']:.2f} seed {p['seed']}"
+
+
+def summary(row: dict) -> str:
+    drop = f" (drop {row['drop_points']:+.2f})" if "drop_points" in row else ""
+    return f"test {row['test_accuracy']:.4f}{drop}, {row['stored_bytes']:,} B, {row['compression']:.1f}x"
+
+
+def cells(rows: list[dict]) -> dict:
+    """``{(model, variant, level): [row per seed]}``; ``no_huffman`` from the best rows' fixed widths."""
+    out = defaultdict(list)
+    for r in rows:
+        c = r["config"]
+        if c.get("kind") != "compress":
+            continue
+        key = (c["prune"]["model"], c["variant"], c["prune"]["level"])
+        out[key].append(r)
+        if c["variant"] == "best":
+            out[(key[0], "no_huffman", key[2])].append({**r, "stored_bytes": r["fixed_bytes"],
+                                                         "compression": r["dense_bytes"] / r["fixed_bytes"]})
+    return dict(out)
+
+
+def level_stats(group: list[dict]) -> dict:
+    comp, drop = mean_std([r["compression"] for r in group]), mean_std([r["drop_points"] for r in group])
+    acc, size = mean_std([r["test_accuracy"] for r in group]), mean_std([r["stored_bytes"] for r in group])
+    return {"seeds": len(group), "compression": comp, "drop": drop, "accuracy": acc, "bytes": size,
+            "kept": sum(r["kept_fraction"] for r in group) / len(group)}
+
+
+def frontier(cl: dict, model: str, variant: str, budget: float):
+    """``(level, stats)`` of the largest mean compression with mean drop <= budget, or None."""
+    best = None
+    for (m, v, level), group in cl.items():
+        if m == model and v == variant:
+            s = level_stats(group)
+            if s["drop"][0] <= budget and (best is None or s["compression"][0] > best[1]["compression"][0]):
+                best = (level, s)
+    return best
+
+
+def peer_best(points: list[dict], budget: float, key: str = "compression"):
+    within = [p for p in points if p["drop_points"] <= budget]
+    return max(within, key=lambda p: p[key]) if within else None
+
+
+def peer_points(peer: dict, rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The peer's points as its users count them (zipped TFLite) and as wsjax stores its weights."""
+    zipped = [{**p, "compression": p["compression"]} for p in peer["points"]]
+    ours = []
+    for r in rows:
+        c = r["config"]
+        if c.get("kind") == "peer_ours" and c["model"] == peer["model"]:
+            ours.append({**r, "sparsity": c["sparsity"], "clusters": c["clusters"],
+                         "drop_points": 100 * (peer["dense_test_accuracy"] - r["test_accuracy"])})
+    return zipped, ours
+
+
+def _pm(ms, digits=2, unit=""):
+    return f"{ms[0]:.{digits}f}{unit} ± {ms[1]:.{digits}f}"
+
+
+def model_section(model: str, cl: dict, peer: dict | None, rows: list[dict], cfg: config.Config) -> str:
+    lines = [f"## {model}\n"]
+    dense = sorted({round(r["dense_accuracy"], 4) for k, g in cl.items() if k[0] == model for r in g})
+    lines.append(f"Dense nets (one per seed): {', '.join(f'{100 * d:.2f} %' for d in dense)}.\n")
+    table = []
+    for (m, v, level), group in sorted(cl.items(), key=lambda kv: (kv[0][1] != "best", kv[0][1], -kv[0][2])):
+        if m == model:
+            s = level_stats(group)
+            table.append({"variant": v, "level": level, "kept": round(s["kept"], 4), "seeds": s["seeds"],
+                          "test acc %": _pm(tuple(100 * x for x in s["accuracy"])), "drop (pts)": _pm(s["drop"]),
+                          "bytes": f"{s['bytes'][0]:,.0f} ± {s['bytes'][1]:,.0f}",
+                          "compression": _pm(s["compression"], 1, "x")})
+    lines.append(study.markdown_table(table, ["variant", "level", "kept", "seeds", "test acc %", "drop (pts)",
+                                              "bytes", "compression"]))
+    zipped, ours = peer_points(peer, rows) if peer else ([], [])
+    if peer:
+        lines.append(f"\nPeer ({peer['peer']}, seed {peer['seed']}, dense {100 * peer['dense_test_accuracy']:.2f} %, "
+                     f"its dense net trained by wsjax's dense recipe, {peer['dense_epochs']} epochs):\n")
+        lines.append(study.markdown_table([
+            {"sparsity": p["sparsity"], "clusters": p["clusters"], "test acc % (TFLite)": 100 * p["test_accuracy"],
+             "drop (pts)": p["drop_points"], "zipped TFLite bytes": p["zipped_bytes"], "compression": p["compression"],
+             "stored by wsjax: bytes": next((o["stored_bytes"] for o in ours if o["sparsity"] == p["sparsity"]), None),
+             "wsjax compression": next((o["compression"] for o in ours if o["sparsity"] == p["sparsity"]), None)}
+            for p in zipped], ["sparsity", "clusters", "test acc % (TFLite)", "drop (pts)", "zipped TFLite bytes",
+                               "compression", "stored by wsjax: bytes", "wsjax compression"]))
+    verdict = []
+    for b in config.BUDGETS:
+        f, pz, po = frontier(cl, model, "best", b), peer_best(zipped, b), peer_best(ours, b)
+        verdict.append({"budget (pts)": b, "ours: level": None if f is None else f[0],
+                        "ours: compression": None if f is None else _pm(f[1]["compression"], 1, "x"),
+                        "ours: drop": None if f is None else _pm(f[1]["drop"]),
+                        "peer (zipped TFLite)": None if pz is None else f"{pz['compression']:.1f}x",
+                        "peer (wsjax codecs)": None if po is None else f"{po['compression']:.1f}x",
+                        "ours / peer": None if f is None or pz is None else round(f[1]["compression"][0] / pz["compression"], 2)})
+    lines.append("\n### Our frontier against the peer's\n")
+    lines.append(study.markdown_table(verdict, list(verdict[0])))
+    at = {v["budget (pts)"]: v["ours / peer"] for v in verdict}
+    ahead = [v for v in verdict if v["ours / peer"] is not None]
+    met = at.get(0.5) is not None and at[0.5] >= 1.5 and all(v["ours / peer"] > 1 for v in ahead)
+    lines.append(f"\n**Verdict ({model})**: at a drop of at most 0.5 points ours / peer = {at.get(0.5)} "
+                 f"(goal >= 1.5), ahead at {sum(v['ours / peer'] > 1 for v in ahead)} of {len(ahead)} budgets "
+                 f"with a peer point: **{'met' if met else 'not met'}**.\n" if peer else
+                 f"\n**Verdict ({model})**: no peer run in the store yet.\n")
+    worth = []
+    for v in [x for x in cfg.variants if x != "best"] + ["no_huffman"]:
+        row = {"ablation": v}
+        for b in (0.5, 1.0):
+            f, a = frontier(cl, model, "best", b), frontier(cl, model, v, b)
+            row[f"compression within {b}"] = None if a is None else round(a[1]["compression"][0], 1)
+            row[f"best / it, within {b}"] = None if a is None or f is None else round(
+                f[1]["compression"][0] / a[1]["compression"][0], 2)
+        worth.append(row)
+    lines.append("\n### What each ingredient is worth (bytes at the same accuracy budget)\n")
+    lines.append(study.markdown_table(worth, list(worth[0])))
+    return "\n".join(lines)
+
+
+def plot(model: str, cl: dict, peer: dict | None, rows: list[dict], path: str) -> None:
+    plt = study.pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for v in ("best",) + tuple(sorted({k[1] for k in cl if k[0] == model} - {"best"})):
+        groups = sorted(((lv, g) for (m, vv, lv), g in cl.items() if m == model and vv == v), key=lambda t: t[0])
+        if not groups:
+            continue
+        x = [sum(r["stored_bytes"] for r in g) / len(g) / 1000 for _, g in groups]
+        style = dict(marker="o", lw=2) if v == "best" else dict(marker=".", lw=0.8, alpha=0.7)
+        study.errorbars(ax, x, [[100 * r["test_accuracy"] for r in g] for _, g in groups], label=v, **style)
+    if peer:
+        zipped, ours = peer_points(peer, rows)
+        ax.plot([p["zipped_bytes"] / 1000 for p in zipped], [100 * p["test_accuracy"] for p in zipped], "ks--",
+                label="tfmot (zipped TFLite)")
+        if ours:
+            ax.plot([p["stored_bytes"] / 1000 for p in ours], [100 * p["test_accuracy"] for p in ours], "k^:",
+                    label="tfmot weights, wsjax codecs")
+    ax.set_xscale("log")
+    study.finish_axes(ax, "stored bytes (KB, real files)", "test accuracy (%)",
+                      f"{model} on Fashion-MNIST: accuracy against bytes")
+    study.save_figure(fig, path)
+
+
+def write(rows: list[dict], peers: dict, cfg: config.Config, out: str, dataset: str) -> str:
+    cl = cells(rows)
+    sections = []
+    for model in cfg.models:
+        if any(k[0] == model for k in cl):
+            sections.append(model_section(model, cl, peers.get(model), rows, cfg))
+            plot(model, cl, peers.get(model), rows, os.path.join(out, f"frontier_{model}.png"))
+    head = ("Every byte count is the size of a file the study wrote (the peer: its zipped .tflite); accuracy "
+            "is the model read back from it. Mean ± sample std over seeds; a drop is against each seed's own "
+            "dense net. Decision rule and recipe: `experiments/frontier/config.py`.\n\n")
+    body = f"# frontier on {dataset}{' (quick)' if cfg.quick else ''}\n\n" + head + "\n\n".join(sections)
+    os.makedirs(out, exist_ok=True)
+    atomic_write(os.path.join(out, "results.md"), body.encode())
+    payload = {"experiment": "frontier", "dataset": dataset, "quick": cfg.quick, "rows": rows, "peers": peers}
+    atomic_write(os.path.join(out, "results.json"), json.dumps(payload, indent=1, default=float).encode())
+    return body

@@ -1,0 +1,68 @@
+"""The frontier study: a smoke run (real files, every variant, resuming) and the verdict
+against the peer computed from hand-made rows."""
+
+import json
+import os
+
+import pytest
+
+from wsjax.study import discover
+
+run, config = discover.load("frontier"), discover.load("frontier", "config")
+report = discover.load("frontier", "report")
+
+
+def test_smoke_run_writes_a_file_per_point_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv("WSJAX_STUDY_DIR", str(tmp_path))
+    cfg, out = config.smoke(), str(tmp_path / "frontier")
+    rows = run.run(cfg, "fashion_mnist", 0, out)
+    assert [r["config"]["variant"] for r in rows] == ["best", "iterative"]
+    for r in rows:
+        assert r["stored_bytes"] == os.path.getsize(os.path.join(out, r["file"]))
+        assert r["test_accuracy"] == r["in_memory_accuracy"]
+        assert r["compression"] == pytest.approx(4 * 266_610 / r["stored_bytes"])
+        assert r["drop_points"] == pytest.approx(100 * (r["dense_accuracy"] - r["test_accuracy"]))
+        assert 0.08 < r["kept_fraction"] < 0.12 and r["fixed_bytes"] > r["stored_bytes"]
+    best = rows[0]
+    assert set(best["bits"]) == {"Dense_0/kernel", "Dense_1/kernel", "Dense_2/kernel"}
+    assert best["index_bits"] and all(2 <= b <= 12 for b in best["index_bits"].values())
+    assert rows[0]["config"]["prune"]["schedule"] == "gradual" and rows[1]["config"]["prune"]["schedule"] == "iterative"
+    md = open(os.path.join(out, "results.md")).read()
+    assert md.startswith("# frontier on fashion_mnist (quick)\n") and "### Our frontier against the peer's" in md
+    assert os.path.getsize(os.path.join(out, "frontier_lenet300100.png")) > 0
+    with open(os.path.join(out, "results.json")) as f:
+        assert len(json.load(f)["rows"]) == len(rows)
+
+    def nothing(*a, **k):
+        raise AssertionError("a resumed run with every unit stored must not compute anything")
+
+    monkeypatch.setattr(run.Study, "compressed", nothing)
+    assert [r["key"] for r in run.run(cfg, "fashion_mnist", 0, out)] == [r["key"] for r in rows]
+
+
+def _row(variant, level, seed, drop, compression):
+    return {"config": {"kind": "compress", "variant": variant, "prune": {"model": "m", "level": level, "seed": seed}},
+            "compression": compression, "drop_points": drop, "test_accuracy": 0.9 - drop / 100,
+            "dense_accuracy": 0.9, "stored_bytes": int(1e6 / compression), "fixed_bytes": int(1.3e6 / compression),
+            "dense_bytes": 1_000_000, "kept_fraction": level}
+
+
+def test_verdict_uses_mean_drop_over_seeds_and_the_peers_best_point():
+    rows = [_row("best", 0.1, s, d, c) for s, d, c in ((0, 0.3, 35), (1, 0.5, 34), (2, 0.4, 36))]
+    rows += [_row("best", 0.05, s, d, c) for s, d, c in ((0, 0.9, 60), (1, 0.4, 60), (2, 0.6, 60))]  # mean 0.63
+    cl = report.cells(rows)
+    level, stats = report.frontier(cl, "m", "best", 0.5)
+    assert level == 0.1 and stats["compression"][0] == pytest.approx(35)
+    assert report.frontier(cl, "m", "best", 1.0)[0] == 0.05
+    assert report.frontier(cl, "m", "no_huffman", 0.5)[1]["compression"][0] == pytest.approx(1e6 / 1.3e6 * 35, rel=0.01)
+    peer = [{"drop_points": 0.4, "compression": 22.0}, {"drop_points": 0.6, "compression": 30.0}]
+    assert report.peer_best(peer, 0.5)["compression"] == 22.0 and report.peer_best(peer, 0.3) is None
+    cfg = config.Config(models=("m",), variants=("best",))
+    peer_json = {"model": "m", "peer": "tfmot", "seed": 0, "dense_test_accuracy": 0.9, "dense_epochs": 1,
+                 "points": [{**p, "sparsity": 0.9, "clusters": 16, "test_accuracy": 0.9, "zipped_bytes": 1}
+                            for p in peer]}
+    md = report.model_section("m", cl, peer_json, rows, cfg)
+    assert "ours / peer = 1.59 (goal >= 1.5), ahead at 4 of 4 budgets with a peer point: **met**" in md
+    md = report.model_section("m", cl, {**peer_json, "points": [{**peer_json["points"][0], "compression": 24.0}]},
+                              rows, cfg)
+    assert "ours / peer = 1.46" in md and "**not met**" in md
