@@ -6,9 +6,11 @@ import os
 import pytest
 
 from wsjax.study import discover
+from wsjax.study import report as study_report
 
 run, config = discover.load("sharing_levels"), discover.load("sharing_levels", "config")
 report = discover.load("sharing_levels", "report")
+derived_arms = discover.load("sharing_levels", "derived")
 
 
 def test_tied_sizes_follow_the_architecture():
@@ -30,7 +32,7 @@ def test_tied_sizes_follow_the_architecture():
     assert [u["arm"] for u in derived] == ["pruned"] * 3 and derived[0]["dense_lr"] == every["dense"][0]
     # a derived arm starts from the dense point its seed has: one of the point units
     assert cfg.dense_point_of(derived[0]) == next(u for u in units if u["arm"] == "dense")
-    assert run.round_epochs(10, 2) == [5, 5] and run.round_epochs(10, 3) == [3, 3, 4] and run.round_epochs(1, 1) == [1]
+    assert derived_arms.round_epochs(10, 2) == [5, 5] and derived_arms.round_epochs(10, 3) == [3, 3, 4] and derived_arms.round_epochs(1, 1) == [1]
     with pytest.raises(ValueError, match="unknown arms"):
         config.Config(arms=("hashed_everything",))
 
@@ -142,5 +144,5 @@ def test_the_rules_follow_the_rows():
         (1 / 8, "hashed_pool", "hashed_layer", "better"), (1 / 32, "roast", "hashed_layer", "worse")]
     assert report.model_verdict(per_budget) == "no"
     assert report.model_verdict(per_budget[:1]) == "yes"
-    assert report.verdict(-0.3, 0.1, 0.5) == "as good" and report.verdict(-0.3, 0.5, 0.5) == "inconclusive"
-    assert report.verdict(0.2, 0.3, 0) == "tied"
+    assert study_report.verdict(-0.3, 0.1, 0.5) == "as good" and study_report.verdict(-0.3, 0.5, 0.5) == "inconclusive"
+    assert study_report.verdict(0.2, 0.3, 0) == "tied"

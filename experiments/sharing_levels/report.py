@@ -8,9 +8,12 @@ import os
 
 import numpy as np
 
-from experiments.sharing_levels import config
+from experiments.sharing_levels import arm_names, arms, config
+from experiments.sharing_levels.arms import lottery_md, points
+from experiments.sharing_levels.tables import budget_label, collisions_md, points_md, settings_md
 from wsjax import study
 from wsjax.io import atomic_write
+from wsjax.study import interval_text, paired, verdict
 
 PREREGISTRATION = os.path.join(os.path.dirname(os.path.abspath(__file__)), "preregistration.md")
 COLUMNS = ("kind", "role", "arm", "budget", "seed", "lr", "init_scale", "epochs", "free_params", "stored_bytes",
@@ -18,24 +21,6 @@ COLUMNS = ("kind", "role", "arm", "budget", "seed", "lr", "init_scale", "epochs"
 MARGIN = 0.5  # points: rule 1's non-inferiority margin
 NOT_YET: tuple = ()
 PRUNING = ("pruned", "lottery")
-
-
-def budget_label(b) -> str:
-    if b is None:
-        return "own size"
-    return f"1/{round(1 / b)}" if abs(1 / b - round(1 / b)) < 1e-6 else f"{b:.3f}"
-
-
-def settings_from(rows: list[dict]) -> dict:
-    """``{arm: (lr, init_scale)}``: the tuning run with the best last-epoch validation accuracy
-    (ties: the smaller learning rate, then the scale nearer 1)."""
-    best = {}
-    for r in rows:
-        c = r["config"]
-        rank = (-r["val_accuracy"], c["lr"], abs(np.log(c["init_scale"])))
-        if c["arm"] not in best or rank < best[c["arm"]][0]:
-            best[c["arm"]] = (rank, (c["lr"], c["init_scale"]))
-    return {arm: setting for arm, (_, setting) in best.items()}
 
 
 #: a lottery round stands for a budget when its file is within this factor of the budget's bytes
@@ -81,61 +66,16 @@ def lottery_cells(rows: list[dict], budgets) -> dict:
     return out
 
 
-def lottery_md(rows: list[dict]) -> str:
-    chains = lottery_rounds(rows)
-    if not chains:
-        return ""
-    lines = ["## Lottery tickets (Frankle & Carbin)", "",
-             "Each round prunes a fixed share of every layer's surviving kernel weights by magnitude, rewinds "
-             "the survivors to the initialisation and trains them with the dense recipe. Test accuracy (%) of "
-             f"the files, mean ± std over seeds; a budget takes, per seed, the round whose file is nearest it "
-             f"(within {NEAREST}x).", "",
-             "| round | kept | bytes / dense | seeds | test acc (%) | val acc (%) |", "|---|---|---|---|---|---|"]
-    rounds = sorted({r for by in chains.values() for r in by})
-    for k in rounds:
-        rs = [by[k] for by in chains.values() if k in by]
-        lines.append(f"| {k} | {np.mean([r['kept_fraction'] for r in rs]):.3f} | "
-                     f"{np.mean([r['stored_bytes'] / r['dense_bytes'] for r in rs]):.4f} | {len(rs)} | "
-                     f"{interval_text([100 * r['test_accuracy'] for r in rs])} | "
-                     f"{np.mean([100 * r['val_accuracy'] for r in rs]):.2f} |")
-    return "\n".join(lines) + "\n"
-
-
-def _points(cell: dict, metric: str = "test_accuracy") -> list[float]:
-    return [100 * r[metric] for _, r in sorted(cell.items())]
-
-
-def interval_text(values) -> str:
-    m, s, h = study.t_interval(values)
-    return f"{m:.2f} ± {s:.2f}" + ("" if math.isnan(h) else f" [{m - h:.2f}, {m + h:.2f}]")
-
-
-def paired(a: dict, b: dict) -> tuple[float, float, int]:
-    """Mean and 95% half-width of (a - b) test accuracy in points over the seeds both have."""
-    seeds = sorted(set(a) & set(b))
-    m, _, h = study.t_interval([100 * (a[s]["test_accuracy"] - b[s]["test_accuracy"]) for s in seeds])
-    return m, h, len(seeds)
-
-
-def verdict(m: float, h: float, margin: float) -> str:
-    """Rule 1 (``margin`` = 0.5) and, with ``margin`` = 0, rules 4 and 5."""
-    if math.isnan(h):
-        return "inconclusive"
-    if margin == 0:
-        return "better" if m - h > 0 else "worse" if m + h < 0 else "tied"
-    return "better" if m - h > 0 else "as good" if m - h > -margin else "worse" if m + h < -margin else "inconclusive"
-
-
 def _best_by_validation(cs: dict, arms, budget):
     """The arm of ``arms`` with the highest mean validation accuracy at ``budget``."""
     have = [a for a in arms if (a, budget) in cs]
-    return max(have, key=lambda a: np.mean(_points(cs[(a, budget)], "val_accuracy")), default=None)
+    return max(have, key=lambda a: np.mean(points(cs[(a, budget)], "val_accuracy")), default=None)
 
 
 def cross_vs_within(cs: dict, budgets) -> list[tuple]:
     out = []
     for b in budgets:
-        w, x = _best_by_validation(cs, config.WITHIN, b), _best_by_validation(cs, config.CROSS, b)
+        w, x = _best_by_validation(cs, arm_names.WITHIN, b), _best_by_validation(cs, arm_names.CROSS, b)
         if w and x:
             m, h, n = paired(cs[(x, b)], cs[(w, b)])
             out.append((b, x, w, m, h, n, verdict(m, h, MARGIN)))
@@ -160,45 +100,14 @@ def model_verdict(per_budget) -> str:
     return "yes" if all(x in ("as good", "better") for x in v) else "no" if "worse" in v else "mixed"
 
 
-def settings_md(rows: list[dict]) -> str:
-    tune = [r for r in rows if r["config"]["kind"] == "tune"]
-    if not tune:
-        return ""
-    chosen = settings_from(tune)
-    lines = ["## Tuning (validation, seed 0)", "",
-             "Last-epoch validation accuracy (%) of each setting at the tuning budget; the chosen one in bold.", "",
-             "| arm | budget | lr | init scale | val acc (%) |", "|---|---|---|---|---|"]
-    for r in tune:
-        c = r["config"]
-        mark = "**" if chosen[c["arm"]] == (c["lr"], c["init_scale"]) else ""
-        lines.append(f"| {c['arm']} | {budget_label(c['budget'])} | {mark}{c['lr']:g}{mark} | {c['init_scale']:g} | "
-                     f"{mark}{100 * r['val_accuracy']:.2f}{mark} |")
-    return "\n".join(lines) + "\n"
-
-
-def points_md(cs: dict) -> str:
-    lines = ["## Every point", "",
-             "Test accuracy (%) of the nets read back from their files, mean ± std [95% t-interval] over the seeds; "
-             "bytes: the mean file size.", "",
-             "| arm | budget | role | seeds | free params | stored bytes | bytes / dense | test acc (%) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for (arm, b), cell in sorted(cs.items(), key=lambda kv: (-(kv[0][1] or 2), kv[0][0])):
-        rs = list(cell.values())
-        role = rs[0]["config"].get("role", "point")
-        by = np.mean([r["stored_bytes"] for r in rs])
-        lines.append(f"| {arm} | {budget_label(b)} | {role} | {len(rs)} | {rs[0]['free_params']:,} | {by:,.0f} | "
-                     f"{by / rs[0]['dense_bytes']:.4f} | {interval_text(_points(cell))} |")
-    return "\n".join(lines) + "\n"
-
-
 def rules_md(cs: dict, cfg) -> str:
     # the grid's budgets only: the controls' budgets (the tying arms' sizes) belong to rule 3
     budgets = sorted({b for (_, b) in cs if b is not None and any(abs(b - g) < 1e-12 for g in cfg.budgets)},
                      reverse=True)
-    per_budget = cross_vs_within(cs, [b for b in budgets if any((a, b) in cs for a in config.CROSS)])
+    per_budget = cross_vs_within(cs, [b for b in budgets if any((a, b) in cs for a in arm_names.CROSS)])
     lines = ["## Rule 1-2: cross-layer against within-layer hashing", "",
-             "At each budget the cross-layer contender is the best of " + ", ".join(config.CROSS) + " and the "
-             "within-layer one the best of " + ", ".join(config.WITHIN) + " by mean validation accuracy; the "
+             "At each budget the cross-layer contender is the best of " + ", ".join(arm_names.CROSS) + " and the "
+             "within-layer one the best of " + ", ".join(arm_names.WITHIN) + " by mean validation accuracy; the "
              f"difference is their test accuracy paired by seed (points, 95% t-interval; margin {MARGIN}).", "",
              "| budget | cross-layer | within-layer | cross - within | 95% interval | seeds | verdict |",
              "|---|---|---|---|---|---|---|"]
@@ -227,7 +136,7 @@ def rules_md(cs: dict, cfg) -> str:
                     vs.append(f"{mm:+.2f} ({verdict(mm, hh, MARGIN)})")
                 else:
                     vs.append("")
-            lines.append(f"| {a} | {frac} | {interval_text(_points(cell))} | {m:+.2f} "
+            lines.append(f"| {a} | {frac} | {interval_text(points(cell))} | {m:+.2f} "
                          f"{'' if math.isnan(h) else f'[{m - h:+.2f}, {m + h:+.2f}]'} | {vs[0]} | {vs[1]} |")
     per_budget = sharing_vs_pruning(cs, budgets)
     if per_budget:
@@ -241,64 +150,7 @@ def rules_md(cs: dict, cfg) -> str:
         for b, x, w, m, h, n, v in per_budget:
             iv = "(one seed)" if math.isnan(h) else f"[{m - h:+.2f}, {m + h:+.2f}]"
             lines.append(f"| {budget_label(b)} | {x} | {w} | {m:+.2f} | {iv} | {n} | {v} |")
-    dynamic = cs.get(("dynamic", None))
-    if dynamic:
-        rs = list(dynamic.values())
-        depths = sorted(rs[0]["depth_test_accuracy"], key=int)
-        lines += ["", "## DynamicNet (seed 002)", "",
-                  f"One hidden layer reused a random 0-{rs[0]['config']['max_repeats']} times per training step "
-                  f"({rs[0]['free_params']:,} parameters, {rs[0]['free_params'] / rs[0]['dense_params']:.3f} of the "
-                  "dense net); test accuracy (%) at each fixed depth, mean ± std over seeds, and the depth chosen on "
-                  "validation per seed.", "", "| repeats | " + " | ".join(depths) + " | chosen |",
-                  "|---|" + "---|" * (len(depths) + 1),
-                  "| test acc (%) | " + " | ".join(interval_text([100 * r["depth_test_accuracy"][d] for r in rs])
-                                                   for d in depths)
-                  + " | " + ", ".join(str(r["depth"]) for _, r in sorted(dynamic.items())) + " |"]
-    shared, per_layer = cs.get(("soft_shared", None)), cs.get(("soft_per_layer", None))
-    if shared and per_layer:
-        m, h, n = paired(shared, per_layer)
-        bytes_ratio = np.mean([shared[s]["stored_bytes"] / per_layer[s]["stored_bytes"]
-                               for s in sorted(set(shared) & set(per_layer))])
-        lines += ["", "## Soft sharing: one prior for all layers against one per layer", "",
-                  "Ullrich et al.'s retraining from the dense point of each seed, snapped and stored; the same "
-                  "settings for both, only the prior's scope differs.", "",
-                  "| arm | seeds | stored bytes | nonzero | distinct values | test acc (%) |", "|---|---|---|---|---|---|"]
-        for arm, cell in (("soft_shared", shared), ("soft_per_layer", per_layer)):
-            rs = list(cell.values())
-            lines.append(f"| {arm} | {len(rs)} | {np.mean([r['stored_bytes'] for r in rs]):,.0f} | "
-                         f"{np.mean([r['nonzero_fraction'] for r in rs]):.3f} | "
-                         f"{np.mean([r['distinct_values'] for r in rs]):.0f} | {interval_text(_points(cell))} |")
-        lines += ["", f"shared - per layer: {m:+.2f} points "
-                  f"{'' if math.isnan(h) else f'[{m - h:+.2f}, {m + h:+.2f}]'} over {n} seeds "
-                  f"(**{verdict(m, h, 0)}**), at {bytes_ratio:.2f}x the per-layer file's bytes."]
-    at = [b for b in budgets if abs(b - 1 / 64) < 1e-9]
-    if at and ("narrow", at[0]) in cs:
-        best = _best_by_validation(cs, config.HASHING, at[0])
-        if best:
-            m, h, n = paired(cs[(best, at[0])], cs[("narrow", at[0])])
-            lines += ["", "## Rule 5: hashed against equal-size dense at 1/64", "",
-                      f"{best} (best hashing arm on validation) - narrow: {m:+.2f} points "
-                      f"{'' if math.isnan(h) else f'[{m - h:+.2f}, {m + h:+.2f}]'} over {n} seeds: "
-                      f"**{verdict(m, h, 0)}** (HashedNets' claim: hashed beats equal-size dense at 1/64)."]
-    return "\n".join(lines) + "\n"
-
-
-def collisions_md(cs: dict) -> str:
-    have = [(a, b) for (a, b) in cs if a in config.HASHING and b is not None]
-    if not have:
-        return ""
-    b = min({b for _, b in have}, key=lambda v: abs(v - 1 / 8))
-    lines = ["## Collision load", "",
-             f"At {budget_label(b)}, seed {min(next(iter(cs.values())))} (from the hash itself): the mean number "
-             "of virtual weights a layer's buckets serve (all layers counted), and the share of its buckets other "
-             "layers read too.", "", "| arm | " + " | ".join(["layer", "load", "shared"]) + " |", "|---|---|---|---|"]
-    for arm in config.HASHING:
-        cell = cs.get((arm, b))
-        if not cell:
-            continue
-        r = cell[min(cell)]
-        for layer, v in sorted(r.get("collision_load", {}).items()):
-            lines.append(f"| {arm} | {layer} | {v['load']:.1f} | {v['shared']:.2f} |")
+    lines += arms.sections_md(cs, budgets)
     return "\n".join(lines) + "\n"
 
 
@@ -310,7 +162,7 @@ def pareto_plot(cs: dict, path: str) -> None:
     for arm in arms:
         keys = sorted((k for k in cs if k[0] == arm), key=lambda k: np.mean([r["stored_bytes"] for r in cs[k].values()]))
         x = [np.mean([r["stored_bytes"] for r in cs[k].values()]) for k in keys]
-        study.errorbars(ax, x, [_points(cs[k]) for k in keys], marker=markers[arm], label=arm,
+        study.errorbars(ax, x, [points(cs[k]) for k in keys], marker=markers[arm], label=arm,
                         linestyle="-" if arm in config.BUDGETED else "none", markersize=5)
     ax.set_xscale("log")
     study.finish_axes(ax, "stored bytes (the files' sizes)", "test accuracy (%)",

@@ -23,6 +23,7 @@ from wsjax.study.nets import (
     DENSE_EPOCHS, LOOP, QUICK_EPOCHS, QUICK_TRAIN_EXAMPLES, check_input, dense_config, loop_for, model_by_name,
     baseline_store, pretrained, splits, train_val, train_val_test, trained_net,
 )
-from wsjax.study.report import (beats, errorbars, finish_axes, fmt, markdown_table, matches, mean_std, pyplot,
-                                save_figure, separation, t_interval, write_results, write_section)
+from wsjax.study.report import (beats, errorbars, finish_axes, fmt, interval_text, markdown_table, matches, mean_std,
+                                paired, pyplot, save_figure, separation, t_interval, verdict, write_results,
+                                write_section)
 from wsjax.study.units import run_units, stored_or_rebuilt

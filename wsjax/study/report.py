@@ -104,6 +104,32 @@ def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
     return m, s, (float(stats.t.ppf(0.975, n - 1)) * s / float(np.sqrt(n)) if n > 1 else float("nan"))
 
 
+def interval_text(values: Sequence[float]) -> str:
+    """``mean ± std [low, high]`` (the 95 % t-interval; no interval for a single value)."""
+    m, s, h = t_interval(list(values))
+    return f"{m:.2f} ± {s:.2f}" + ("" if math.isnan(h) else f" [{m - h:.2f}, {m + h:.2f}]")
+
+
+def paired(a: dict, b: dict, metric: str = "test_accuracy") -> tuple[float, float, int]:
+    """Mean and 95 % half-width of ``a - b`` in points (100 x ``metric``) over the seeds both
+    ``{seed: row}`` cells have, and how many those are."""
+    seeds = sorted(set(a) & set(b))
+    m, _, h = t_interval([100 * (a[s][metric] - b[s][metric]) for s in seeds])
+    return m, h, len(seeds)
+
+
+def verdict(m: float, h: float, margin: float) -> str:
+    """A paired difference ``m ± h`` read against a non-inferiority ``margin`` (points):
+    ``better`` if its interval lies above 0; with ``margin > 0`` then ``as good`` if it lies
+    above ``-margin``, ``worse`` if below, else ``inconclusive``; with ``margin == 0``,
+    ``worse`` if below 0, else ``tied``. One seed (no interval): ``inconclusive``."""
+    if math.isnan(h):
+        return "inconclusive"
+    if margin == 0:
+        return "better" if m - h > 0 else "worse" if m + h < 0 else "tied"
+    return "better" if m - h > 0 else "as good" if m - h > -margin else "worse" if m + h < -margin else "inconclusive"
+
+
 def pyplot():
     """matplotlib.pyplot on the non-interactive Agg backend."""
     import matplotlib
