@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -61,10 +62,11 @@ def compute(unit: dict, data, store: Store) -> dict:
 
 def run(cfg: config.Config, dataset: str, seed: int, out: str) -> list[dict]:
     store = Store(out)
-    data = study.splits(dataset, False, seed, cfg.train_examples, cfg.test_examples)
+    data = functools.lru_cache(maxsize=1)(lambda s: study.splits(dataset, False, s, cfg.train_examples,
+                                                                 cfg.test_examples))
     rows = study.run_units(
-        store, cfg.units(dataset, seed), lambda u: compute(u, data, store),
-        describe=lambda u: f"{u['net']} {u['method']:11s} c=1/{round(1 / u['compression'])}",
+        store, cfg.units(dataset, seed), lambda u: compute(u, data(u["seed"]), store),
+        describe=lambda u: f"{u['net']} {u['method']:11s} c=1/{round(1 / u['compression'])} seed {u['seed']}",
         summary=lambda r: f"free={r['free_params']} acc={r['test_accuracy']:.4f} {r['stored_bytes']:,} B")
     print(report.write(rows, cfg, out, dataset))
     return rows
