@@ -109,3 +109,35 @@ def test_smallest_index_bits_gives_the_smallest_file_over_widths():
     np.testing.assert_array_equal(np.asarray(loaded["Dense_0"]["kernel"]), k)
     with pytest.raises(ValueError, match="index widths"):
         storage.smallest_index_bits(params, candidates=(0, 3))
+
+
+def test_gradual_prune_can_learn_from_the_net_it_starts_from(small):
+    model, params, train, val = small
+    plain = compress.Pipeline([compress.GradualPrune(0.8, 1, 1e-3, every=1)]).run(
+        model, train, val, params=params, seed=0, progress=False)
+    taught = compress.Pipeline([compress.GradualPrune(0.8, 1, 1e-3, every=1, distill_temperature=4.0,
+                                                      distill_alpha=0.3)]).run(
+        model, train, val, params=params, seed=0, progress=False)
+    for layer in ("Dense_0", "Dense_1", "Dense_2"):
+        assert taught.masks[layer]["kernel"].sum() == round(0.2 * taught.masks[layer]["kernel"].size)
+    a, b = (np.asarray(jax.device_get(r.params)["Dense_0"]["kernel"]) for r in (plain, taught))
+    assert not np.array_equal(a, b)  # another loss, other weights
+    with pytest.raises(ValueError, match="distill_temperature"):
+        compress.GradualPrune(0.8, 1, 1e-3, distill_temperature=0.0)
+    with pytest.raises(ValueError, match="distill_alpha"):
+        compress.GradualPrune(0.8, 1, 1e-3, distill_temperature=2.0, distill_alpha=1.5)
+
+
+def test_retrain_with_a_teacher_minimises_hintons_loss(small):
+    from wsjax import distill
+    from wsjax.compress import train as _train
+
+    model, params, train, val = small
+    net, c = compress.from_linen(model, params), compress.start(params)
+    teacher = jax.tree.map(lambda w: 2.0 * np.asarray(w), params)
+    _, _, history, _ = _train.retrain(net, c, train, val, epochs=1, lr=1e-9, seed=0, batch_size=300, loop="python",
+                                      progress=False, teacher=teacher, temperature=3.0, distill_alpha=0.25)
+    logits_s = model.apply({"params": params}, train[0])
+    logits_t = model.apply({"params": teacher}, train[0])
+    want = distill.hinton_loss(logits_s, logits_t, train[1], temperature=3.0, alpha=0.25)
+    assert history[0]["train_loss"] == pytest.approx(float(want), rel=1e-4)

@@ -16,7 +16,7 @@ def test_smoke_run_writes_a_file_per_point_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setenv("WSJAX_STUDY_DIR", str(tmp_path))
     cfg, out = config.smoke(), str(tmp_path / "frontier")
     rows = run.run(cfg, "fashion_mnist", 0, out)
-    assert [r["config"]["variant"] for r in rows] == ["best", "iterative"]
+    assert [r["config"]["variant"] for r in rows] == ["best", "distilled", "iterative"]
     for r in rows:
         assert r["stored_bytes"] == os.path.getsize(os.path.join(out, r["file"]))
         assert r["test_accuracy"] == r["in_memory_accuracy"]
@@ -26,7 +26,8 @@ def test_smoke_run_writes_a_file_per_point_and_resumes(tmp_path, monkeypatch):
     best = rows[0]
     assert set(best["bits"]) == {"Dense_0/kernel", "Dense_1/kernel", "Dense_2/kernel"}
     assert best["index_bits"] and all(2 <= b <= 12 for b in best["index_bits"].values())
-    assert rows[0]["config"]["prune"]["schedule"] == "gradual" and rows[1]["config"]["prune"]["schedule"] == "iterative"
+    assert rows[0]["config"]["prune"]["schedule"] == "gradual" and rows[2]["config"]["prune"]["schedule"] == "iterative"
+    assert rows[1]["config"]["prune"]["distill"] == config.DISTILL and "distill" not in rows[0]["config"]["prune"]
     md = open(os.path.join(out, "results.md")).read()
     assert md.startswith("# frontier on fashion_mnist (quick)\n") and "### Our frontier against the peer's" in md
     assert os.path.getsize(os.path.join(out, "frontier_lenet300100.png")) > 0
@@ -43,6 +44,7 @@ def test_smoke_run_writes_a_file_per_point_and_resumes(tmp_path, monkeypatch):
 def _row(variant, level, seed, drop, compression):
     return {"config": {"kind": "compress", "variant": variant, "prune": {"model": "m", "level": level, "seed": seed}},
             "compression": compression, "drop_points": drop, "test_accuracy": 0.9 - drop / 100,
+            "val_accuracy": 0.9 - drop / 100,
             "dense_accuracy": 0.9, "stored_bytes": int(1e6 / compression), "fixed_bytes": int(1.3e6 / compression),
             "dense_bytes": 1_000_000, "kept_fraction": level}
 
@@ -63,6 +65,10 @@ def test_verdict_uses_mean_drop_over_seeds_and_the_peers_best_point():
                             for p in peer]}
     md = report.model_section("m", cl, peer_json, rows, cfg)
     assert "ours / peer = 1.59 (goal >= 1.5), ahead at 4 of 4 budgets with a peer point: **met**" in md
+    # ours is the better of best and distilled on validation, over the (level, seed) pairs both have
+    assert report.ours_variant(cl, "m") == "best"
+    taught = report.cells(rows + [_row("distilled", 0.1, s, 0.1, 30) for s in range(3)])
+    assert report.ours_variant(taught, "m") == "distilled"
     md = report.model_section("m", cl, {**peer_json, "points": [{**peer_json["points"][0], "compression": 24.0}]},
                               rows, cfg)
     assert "ours / peer = 1.46" in md and "**not met**" in md

@@ -64,7 +64,10 @@ class Study:
         model, dense, (train, val, _), scorer, _ = self.setup(c["model"], c["seed"])
         targets = {f"^{re.escape(p)}$": 1.0 - k for p, k in self.kept(c).items()}
         if c["schedule"] == "gradual":
-            stages = [compress.GradualPrune(targets, c["epochs"], c["lr"], end_fraction=c["end_fraction"])]
+            d = c.get("distill") or {}
+            stages = [compress.GradualPrune(targets, c["epochs"], c["lr"], end_fraction=c["end_fraction"],
+                                            distill_temperature=d.get("temperature"),
+                                            distill_alpha=d.get("alpha", 0.5))]
         else:  # Han's rounds: the same epochs, each round a geometric step of the kept fraction
             each, rounds = max(1, c["epochs"] // c["rounds"]), c["rounds"]
             stages = [s for r in range(1, rounds + 1) for s in (
@@ -98,12 +101,21 @@ class Study:
         model, dense, (train, val, _), scorer, dense_acc = self.setup(p["model"], p["seed"])
         params, masks, prow = self.pruned(p)
         net, start = compress.from_linen(model, params), pn.level_net(params, masks)
-        bits = None if c["bits"] == "han" else compress.fewest_bits(
-            net, start, train, lambda w: scorer(w, "val"), candidates=c["bits_candidates"],
-            tolerance=c["bits_tolerance"], init=c["init"], seed=p["seed"])
+        loop = study.loop_for(p["model"])
+        if c["bits"] == "soft":  # Ullrich: retrain under the mixture prior, snap, then an exact codebook
+            sh = c["soft"]
+            start = compress.Pipeline([compress.SoftShare(sh["tau"], sh["epochs"], sh["lr"], pi_zero=sh["pi_zero"]),
+                                       compress.Snap()]).run(net, train, val, seed=p["seed"], start_from=start,
+                                                             loop=loop, progress=False)
+            bits = exact_bits(jax.device_get(start.params))
+        elif c["bits"] == "han":
+            bits = None
+        else:
+            bits = compress.fewest_bits(net, start, train, lambda w: scorer(w, "val"), candidates=c["bits_candidates"],
+                                        tolerance=c["bits_tolerance"], init=c["init"], seed=p["seed"])
         r = compress.Pipeline([compress.Quantize(bits, init=c["init"]),
                                compress.Retrain(c["quant_epochs"], c["quant_lr"])]).run(
-            net, train, val, seed=p["seed"], start_from=start, loop=study.loop_for(p["model"]), progress=False)
+            net, train, val, seed=p["seed"], start_from=start, loop=loop, progress=False)
         w = jax.device_get(r.params)
         index_bits = storage.smallest_index_bits(w) if c["index"] == "tuned" else None
         m = study.stored_row(c, self.store, w, w, scorer, index_bits=index_bits)
@@ -125,6 +137,17 @@ class Study:
                                                                                           separator="/")], dense)
         m = study.stored_row(c, self.store, params, params, scorer, index_bits=storage.smallest_index_bits(params))
         return {**m, "compression": 4 * count_params(dense) / m["stored_bytes"]}
+
+
+def exact_bits(params) -> dict:
+    """``{'^path$': bits}``: per kernel the fewest bits whose codebook holds its distinct nonzero
+    values (after a snap, an optimal k-means codebook of that size reproduces them exactly)."""
+    out = {}
+    for path, w in flatten_paths(params).items():
+        if matcher(KERNELS)(path):
+            n = np.unique(np.asarray(w)[np.asarray(w) != 0]).size
+            out[f"^{re.escape(path)}$"] = max(1, int(np.ceil(np.log2(max(n, 2)))))
+    return out
 
 
 def peer_folder(out: str) -> str:

@@ -11,7 +11,8 @@ keep the masks. Against Han's prune-retrain rounds it spreads the same epochs ov
 small pruning steps.
 
 References: Zhu & Gupta, `To prune, or not to prune: exploring the efficacy of pruning for
-model compression <https://arxiv.org/abs/1710.01878>`_, 2017.
+model compression <https://arxiv.org/abs/1710.01878>`_, 2017; Hinton, Vinyals & Dean,
+`Distilling the Knowledge in a Neural Network <https://arxiv.org/abs/1503.02531>`_, 2015.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ class GradualPrune:
     """Prune the selected layers to ``sparsity`` (a number or ``{regex: number}``) while
     training ``epochs`` (Adam, cosine decay from ``lr`` to ``alpha * lr``, batch
     ``batch_size``), along the cubic schedule ending at ``end_fraction`` of the steps, the
-    masks updated every ``every`` steps (more often where a run is too short for that)."""
+    masks updated every ``every`` steps (more often where a run is too short for that).
+    With ``distill_temperature`` the pruned net learns from the net it starts from (Hinton
+    et al. 2015: ``distill_alpha`` of the loss on the hard labels, the rest on that net's
+    softened outputs), the unpruned net as its own teacher."""
 
     sparsity: Any
     epochs: int
@@ -45,6 +49,8 @@ class GradualPrune:
     include: Any = KERNELS
     seed: Optional[int] = None
     batch_size: int = 100
+    distill_temperature: Optional[float] = None
+    distill_alpha: float = 0.5
     name = "gradual_prune"
     trains = True
 
@@ -55,6 +61,9 @@ class GradualPrune:
         checks.number(self.end_fraction, "end_fraction", lo=0.0, hi=1.0, lo_open=True)
         checks.positive_int(self.every, "every")
         matcher(self.include)
+        if self.distill_temperature is not None:
+            checks.number(self.distill_temperature, "distill_temperature", lo=0.0, lo_open=True)
+        checks.number(self.distill_alpha, "distill_alpha", lo=0.0, hi=1.0)
 
     def run(self, net, c: Compressed, job) -> Compressed:
         _dense_only(c, self.name)
@@ -72,7 +81,9 @@ class GradualPrune:
             theta, opt_state, history, seconds = _train.retrain(
                 net, c, job.train, job.val, epochs=self.epochs, lr=self.lr,
                 seed=job.seed if self.seed is None else self.seed, alpha=self.alpha, batch_size=self.batch_size,
-                loop=job.loop, progress=job.progress, desc=job.desc(self.name), after=[opt])
+                loop=job.loop, progress=job.progress, desc=job.desc(self.name), after=[opt],
+                teacher=None if self.distill_temperature is None else jax.device_get(c.params),
+                temperature=self.distill_temperature or 1.0, distill_alpha=self.distill_alpha)
             # every leaf gets a mask array (all True where nothing is pruned), so the cache
             # stores and restores one uniform tree
             masks = jax.tree.map(lambda m, p: np.ones(np.shape(p), bool) if m is None else np.asarray(m),

@@ -30,14 +30,27 @@ def subset(data, examples: int | None):
 def retrain(net, current, train, val, *, epochs: int, lr: float, seed: int, alpha: float = 0.05,
             batch_size: int = 100, loop: str = "auto", progress: bool = True, desc: str = "",
             before: Sequence[optax.GradientTransformation] = (),
-            after: Sequence[optax.GradientTransformation] = ()):
+            after: Sequence[optax.GradientTransformation] = (), teacher: Any = None,
+            temperature: float = 4.0, distill_alpha: float = 0.5):
     """Train ``current.state.theta`` through ``current.transform``; returns
     ``(theta, opt_state, history, seconds)``.
 
-    The optimiser is ``optax.chain(*before, adam(cosine(lr)), *after)``.
+    The optimiser is ``optax.chain(*before, adam(cosine(lr)), *after)``. With ``teacher``
+    (params of ``net``, e.g. the dense net a compression starts from) the loss is Hinton's
+    distillation loss to the teacher's logits on the training images, computed once
+    (:func:`wsjax.distill.hinton_loss`: ``distill_alpha`` on the hard labels, the rest on the
+    softened targets at ``temperature``); validation still scores accuracy.
     """
     to_params = bind(current.transform, current.state)
-    loss_fn, eval_fn = classifier(lambda th, x: net.apply(to_params(th), x))
+    student = lambda th, x: net.apply(to_params(th), x)  # noqa: E731
+    loss_fn, eval_fn = classifier(student)
+    if teacher is not None:
+        from wsjax import distill
+
+        logits = distill.teacher_logits(net.apply, teacher, train[0])
+        train = (train[0], distill.pack_targets(jnp.asarray(train[1]), logits))
+        loss_fn = distill.cached_loss_fn(student, distill.method_loss("hinton", temperature=temperature,
+                                                                      alpha=distill_alpha))
     steps = max(1, epochs * (len(train[0]) // batch_size))
     adam = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=alpha))
     opt = optax.chain(*before, adam, *after) if (before or after) else adam
