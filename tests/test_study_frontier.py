@@ -44,7 +44,8 @@ def test_smoke_run_writes_a_file_per_point_and_resumes(tmp_path, monkeypatch):
 def _row(variant, level, seed, drop, compression):
     return {"config": {"kind": "compress", "variant": variant, "prune": {"model": "m", "level": level, "seed": seed}},
             "compression": compression, "drop_points": drop, "test_accuracy": 0.9 - drop / 100,
-            "val_accuracy": 0.9 - drop / 100,
+            "val_accuracy": 0.9 - drop / 100, "pruned_accuracy": 0.9 - drop / 200,
+            "layers": [{"bytes_index_codes": int(6e5 / compression), "bytes_weight_codes": int(3e5 / compression)}],
             "dense_accuracy": 0.9, "stored_bytes": int(1e6 / compression), "fixed_bytes": int(1.3e6 / compression),
             "dense_bytes": 1_000_000, "kept_fraction": level}
 
@@ -65,6 +66,9 @@ def test_verdict_uses_mean_drop_over_seeds_and_the_peers_best_point():
                             for p in peer]}
     md = report.model_section("m", cl, peer_json, rows, cfg)
     assert "ours / peer = 1.59 (goal >= 1.5), ahead at 4 of 4 budgets with a peer point: **met**" in md
+    # the goal is 33x (1.5 x 22): the densest level reaching it is 0.1 (35x), its drop half pruning, half quantization
+    assert "is 33.0x; the densest level of `best` that reaches it keeps 0.10" in md
+    assert "loses 0.40 points on average: 0.20 in pruning (dense -> pruned net) and +0.20 in quantization" in md
     # ours is the better of best and distilled on validation, over the (level, seed) pairs both have
     assert report.ours_variant(cl, "m") == "best"
     taught = report.cells(rows + [_row("distilled", 0.1, s, 0.1, 30) for s in range(3)])

@@ -138,6 +138,9 @@ def model_section(model: str, cl: dict, peer: dict | None, rows: list[dict], cfg
                  f"(goal >= 1.5), ahead at {sum(v['ours / peer'] > 1 for v in ahead)} of {len(ahead)} budgets "
                  f"with a peer point: **{'met' if met else 'not met'}**.\n" if peer else
                  f"\n**Verdict ({model})**: no peer run in the store yet.\n")
+    pz = peer_best(zipped, 0.5)
+    if pz is not None:
+        lines.append(limits_md(cl, model, chosen, 1.5 * pz["compression"]))
     worth = []
     for v in [x for x in cfg.variants if x != "best"] + ["no_huffman"]:
         row = {"ablation": v}
@@ -150,6 +153,28 @@ def model_section(model: str, cl: dict, peer: dict | None, rows: list[dict], cfg
     lines.append("\n### What each ingredient is worth (bytes at the same accuracy budget)\n")
     lines.append(study.markdown_table(worth, list(worth[0])))
     return "\n".join(lines)
+
+
+def limits_md(cl: dict, model: str, variant: str, target: float) -> str:
+    """Where the drop and the bytes go at the densest level of ``variant`` whose mean
+    compression reaches ``target`` (1.5x the peer's best within 0.5 points)."""
+    levels = sorted(((lv, g) for (m, v, lv), g in cl.items() if m == model and v == variant), key=lambda t: -t[0])
+    hit = next(((lv, g) for lv, g in levels if level_stats(g)["compression"][0] >= target), None)
+    if hit is None:
+        return f"\nNo level of `{variant}` reaches {target:.1f}x.\n"
+    lv, g = hit
+    n = len(g)
+    prune = sum(100 * (r["dense_accuracy"] - r["pruned_accuracy"]) for r in g) / n
+    quant = sum(100 * (r["pruned_accuracy"] - r["test_accuracy"]) for r in g) / n
+    parts = {"index codes": "bytes_index_codes", "value codes": "bytes_weight_codes"}
+    split = {k: sum(sum(x.get(f, 0) for x in r["layers"]) for r in g) / n for k, f in parts.items()}
+    total = sum(r["stored_bytes"] for r in g) / n
+    split["biases, codebooks, tables, headers"] = total - sum(split.values())
+    return (f"\n### What limits it\n\nThe goal (1.5x the peer within 0.5 points) is {target:.1f}x; the densest level "
+            f"of `{variant}` that reaches it keeps {lv:.2f} of the kernel weights ({level_stats(g)['compression'][0]:.1f}x, "
+            f"{n} seeds) and loses {prune + quant:.2f} points on average: {prune:.2f} in pruning (dense -> pruned net) "
+            f"and {quant:+.2f} in quantization (pruned -> stored file). Its {total:,.0f} bytes: "
+            + ", ".join(f"{k} {v:,.0f} ({100 * v / total:.0f} %)" for k, v in split.items()) + ".\n")
 
 
 def plot(model: str, cl: dict, peer: dict | None, rows: list[dict], path: str) -> None:
