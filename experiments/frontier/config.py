@@ -68,7 +68,8 @@ from wsjax import study
 
 MODELS = ("lenet300100", "lenet5")
 BUDGETS = (0.5, 1.0, 1.5, 2.5)
-VARIANTS = ("best", "distilled", "global", "uniform", "iterative", "han_bits", "linear", "han_index", "soft")
+#: In run order: the two candidates, the ablations that reuse best's pruned nets, those that prune anew.
+VARIANTS = ("best", "distilled", "han_bits", "linear", "han_index", "global", "uniform", "iterative", "soft")
 #: What each variant changes: (allocation, schedule, bits, init, index).
 CHOICES = {"best": ("sensitivity", "gradual", "chosen", "optimal", "tuned"),
            "distilled": ("sensitivity", "gradual", "chosen", "optimal", "tuned"),
@@ -85,6 +86,9 @@ SOFT = {"tau": 1.0, "epochs": 10, "pi_zero": 0.9, "lr": 5e-4}
 #: loss: ``alpha`` on the hard labels); one probe on seed 1 at 13 % kept, not a tuned setting.
 DISTILL = {"temperature": 4.0, "alpha": 0.7}
 LEVELS = {"lenet300100": (0.16, 0.13, 0.12, 0.11, 0.10, 0.09, 0.07, 0.05), "lenet5": (0.16, 0.11, 0.08, 0.06, 0.04)}
+#: The ablations run at the levels that decide the 0.5- and 1.0-point budgets only (to fit the
+#: machine): every second level from the densest, down to the level nearest a 1.5-point drop.
+ABLATION_LEVELS = {"lenet300100": (0.16, 0.13, 0.11, 0.09), "lenet5": (0.16, 0.11, 0.08)}
 RECIPE = {"lenet300100": dict(prune_epochs=20, prune_lr=1e-3, bits_candidates=(2, 3, 4, 5)),
           "lenet5": dict(prune_epochs=12, prune_lr=5e-4, bits_candidates=(2, 3, 4, 5, 6, 7, 8))}
 
@@ -96,6 +100,7 @@ class Config:
     seeds: int = 3
     variants: tuple[str, ...] = VARIANTS
     levels: dict = dataclasses.field(default_factory=lambda: LEVELS)
+    ablation_levels: dict | None = dataclasses.field(default_factory=lambda: ABLATION_LEVELS)
     recipe: dict = dataclasses.field(default_factory=lambda: RECIPE)
     train_examples: int = 55_000
     validation: int = 5_000
@@ -142,7 +147,12 @@ class Config:
     def units(self, dataset: str, seed: int) -> list[dict]:
         """Per model: the best pipeline at every seed and level first, then each ablation."""
         return [self.compress(m, dataset, s, lv, v) for m in self.models for v in self.variants
-                for s in range(seed, seed + self.seeds) for lv in self.levels[m]]
+                for s in range(seed, seed + self.seeds) for lv in self.levels_of(m, v)]
+
+    def levels_of(self, model: str, variant: str) -> tuple:
+        if variant in ("best", "distilled") or self.ablation_levels is None:
+            return self.levels[model]
+        return tuple(lv for lv in self.levels[model] if lv in self.ablation_levels[model])
 
     def peer_units(self, peer: dict, dataset: str) -> list[dict]:
         """The peer's points stored by wsjax's codecs (``peer``: its ``<model>.json``)."""
@@ -159,6 +169,7 @@ def quick() -> Config:
     """LeNet-300-100, one seed, two levels, the best pipeline and two ablations, 2 pruning
     epochs on 10k images: under a minute."""
     return Config(models=("lenet300100",), quick=True, seeds=1, variants=("best", "uniform", "han_bits"),
+                  ablation_levels=None,
                   levels={"lenet300100": (0.12, 0.08), "lenet5": (0.1,)},
                   recipe={m: {**r, "prune_epochs": 2} for m, r in RECIPE.items()}, train_examples=10_000,
                   validation=1000, test_examples=2000, dense_epochs=2, quant_epochs=1)
