@@ -195,6 +195,11 @@ def plot(model: str, cl: dict, peer: dict | None, rows: list[dict], path: str) -
             ax.plot([p["stored_bytes"] / 1000 for p in ours], [100 * p["test_accuracy"] for p in ours], "k^:",
                     label="tfmot weights, wsjax codecs")
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    for axis in (ax.xaxis,):
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(int(v))[0] in "1235" else ""))
     study.finish_axes(ax, "stored bytes (KB, real files)", "test accuracy (%)",
                       f"{model} on Fashion-MNIST: accuracy against bytes")
     study.save_figure(fig, path)
