@@ -141,3 +141,17 @@ def test_retrain_with_a_teacher_minimises_hintons_loss(small):
     logits_t = model.apply({"params": teacher}, train[0])
     want = distill.hinton_loss(logits_s, logits_t, train[1], temperature=3.0, alpha=0.25)
     assert history[0]["train_loss"] == pytest.approx(float(want), rel=1e-4)
+
+
+def test_gradual_prune_accepts_targets_on_a_float32_rounding_edge(small):
+    """s * size near .5: the final check counts as the pruner does (float32), not in float64."""
+    model, params, train, val = small
+    s = 0.8008736892661972  # 784 x 300: float32 keeps 46834, a float64 round would say 46835
+    r = compress.Pipeline([compress.GradualPrune({"Dense_0": s}, 1, 1e-3, every=1)]).run(
+        model, train, val, params=params, seed=0, progress=False)
+    assert r.masks["Dense_0"]["kernel"].sum() == 784 * 300 - int(np.round(np.float32(s) * np.float32(784 * 300)))
+    with pytest.raises(ValueError, match="at least one training step"):
+        compress.Pipeline([compress.GradualPrune(0.5, 1, 1e-3, batch_size=500)]).run(
+            model, train, params=params, progress=False)
+    with pytest.raises(ValueError, match="sparsity"):
+        compress.GradualPrune({"Dense_0": 2.0}, 1, 1e-3)

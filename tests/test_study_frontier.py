@@ -65,7 +65,7 @@ def test_verdict_uses_mean_drop_over_seeds_and_the_peers_best_point():
                  "points": [{**p, "sparsity": 0.9, "clusters": 16, "test_accuracy": 0.9, "zipped_bytes": 1}
                             for p in peer]}
     md = report.model_section("m", cl, peer_json, rows, cfg)
-    assert "ours / peer = 1.59 (goal >= 1.5), ahead at 4 of 4 budgets with a peer point: **met**" in md
+    assert "ours / peer = 1.59 (goal >= 1.5), ahead at 4 of 4 budgets with a point on both sides: **met**" in md
     # the goal is 33x (1.5 x 22): the densest level reaching it is 0.1 (35x), its drop half pruning, half quantization
     assert "is 33.0x; the densest level of `best` that reaches it keeps 0.10" in md
     assert "loses 0.40 points on average: 0.20 in pruning (dense -> pruned net) and +0.20 in quantization" in md

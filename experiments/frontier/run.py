@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -164,6 +165,9 @@ def peers(out: str, models) -> dict:
         if os.path.exists(path):
             with open(path) as f:
                 found[m] = json.load(f)
+            for p in found[m]["points"]:  # a peer_ours row is keyed by the very weights it stored
+                with open(os.path.join(peer_folder(out), p["weights"]), "rb") as f:
+                    p["weights_sha256"] = hashlib.sha256(f.read()).hexdigest()
     return found
 
 

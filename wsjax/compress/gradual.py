@@ -21,6 +21,7 @@ import dataclasses
 from typing import Any, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from wsjax import checks, pruning, sharing
@@ -56,8 +57,8 @@ class GradualPrune:
 
     def __post_init__(self):
         _check_training(self.epochs, self.lr, self.alpha, self.seed, self.batch_size)
-        if not isinstance(self.sparsity, dict):
-            checks.number(self.sparsity, "sparsity", lo=0.0, hi=1.0, hi_open=True)
+        for key, value in (self.sparsity.items() if isinstance(self.sparsity, dict) else [("", self.sparsity)]):
+            checks.number(value, f"sparsity{f'[{key!r}]' if key else ''}", lo=0.0, hi=1.0, hi_open=True)
         checks.number(self.end_fraction, "end_fraction", lo=0.0, hi=1.0, lo_open=True)
         checks.positive_int(self.every, "every")
         matcher(self.include)
@@ -70,6 +71,9 @@ class GradualPrune:
         if c.masks is not None:
             raise ValueError("gradual_prune starts from an unpruned net; it found the masks of an earlier stage")
         steps = self.epochs * (len(job.train[0]) // self.batch_size)
+        if steps < 1:
+            raise ValueError(f"gradual_prune needs at least one training step: {len(job.train[0])} training "
+                             f"examples make no batch of {self.batch_size}")
         end = max(1, int(round(self.end_fraction * steps)))
         schedule = pruning.polynomial(0, end)
         # short runs update the masks more often: a few times before the schedule's end and
@@ -115,6 +119,7 @@ def _check_reached(masks, sparsity) -> None:
 
     for path, m in sharing.flatten_paths(masks).items():
         s = per_layer(sparsity, path, name="sparsity", default=0.0)
-        want = m.size - int(round(float(s) * m.size))
+        # the pruner's own count: round(s * size) in float32 (wsjax.pruning.gradual)
+        want = m.size - int(jnp.round(jnp.asarray(s, jnp.float32) * m.size))
         if int(np.sum(m)) != want:
             raise RuntimeError(f"gradual_prune: {path} keeps {int(np.sum(m))} weights, its target {want}")

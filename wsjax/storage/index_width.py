@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
+from wsjax import checks
 from wsjax.storage.fileformat import _UNLIMITED, encode, size_report
 from wsjax.storage.layers import MAX_INDEX_BITS
 
@@ -28,7 +29,7 @@ def smallest_index_bits(params: Any, candidates: Sequence[int] = CANDIDATES, **e
     ``(transform, state)`` pair is accepted as :func:`wsjax.storage.encode` takes it; its
     record names are the names). The keys are anchored patterns, so the result goes
     straight to ``index_bits`` of :func:`~wsjax.storage.save` / :func:`~wsjax.storage.encode`."""
-    candidates = sorted(set(int(b) for b in candidates))
+    candidates = sorted({checks.integer(b, "index width") for b in candidates})
     if not candidates or candidates[0] < 1 or candidates[-1] > MAX_INDEX_BITS:
         raise ValueError(f"index widths must lie in 1..{MAX_INDEX_BITS}, got {candidates}")
     if "index_bits" in encode_options:
