@@ -157,7 +157,7 @@ class Config:
     def peer_units(self, peer: dict, dataset: str) -> list[dict]:
         """The peer's points stored by wsjax's codecs (``peer``: its ``<model>.json``)."""
         return [{"kind": "peer_ours", "model": peer["model"], "dataset": dataset, "weights": p["weights"],
-                 "weights_sha256": p.get("weights_sha256"),
+                 "weights_sha256": p.get("weights_sha256"), "negative_zeros": "stored as +0",
                  "sparsity": p["sparsity"], "clusters": p["clusters"], "peer_seed": peer["seed"],
                  "data": self.data()} for p in peer["points"]]
 

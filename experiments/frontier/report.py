@@ -133,6 +133,11 @@ def model_section(model: str, cl: dict, peer: dict | None, rows: list[dict], cfg
     lines.append(f"\n### Our frontier against the peer's\n\nOurs: `{chosen}` (of `best` and `distilled`, the higher "
                  "mean validation accuracy over the levels and seeds both have).\n")
     lines.append(study.markdown_table(verdict, list(verdict[0])))
+    coded = []
+    for b in config.BUDGETS:
+        f, po = frontier(cl, model, chosen, b, cfg.seeds), peer_best(ours, b)
+        if f is not None and po is not None:
+            coded.append(f"{f[1]['compression'][0] / po['compression']:.2f} within {b:g}")
     ahead = [r for r in ratio.values() if r is not None]
     met = ratio.get(0.5) is not None and ratio[0.5] >= 1.5 and all(r > 1 for r in ahead)
     at = "undecided (no point of one side within 0.5 points)" if ratio.get(0.5) is None else f"{ratio[0.5]:.2f}"
@@ -143,6 +148,10 @@ def model_section(model: str, cl: dict, peer: dict | None, rows: list[dict], cfg
                  "(each a mean over seeds) read at the budget's edge, the peer one seed at its "
                  f"{len(zipped)} points with its guides' 10 pruning epochs and 16 clusters: the finer grid favours "
                  "ours.\n" if peer else f"\n**Verdict ({model})**: no peer run in the store yet.\n")
+    if peer:
+        lines.append("Against the peer's own weights stored by wsjax's codecs (its training, our file format: "
+                     "what the training alone is worth), ours / peer = "
+                     + (", ".join(coded) if coded else "nothing to compare (no peer point within a budget)") + ".\n")
     pz = peer_best(zipped, 0.5)
     if pz is not None:
         lines.append(limits_md(cl, model, chosen, 1.5 * pz["compression"]))

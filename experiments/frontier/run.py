@@ -133,7 +133,10 @@ class Study:
         """The peer's stripped, clustered weights stored by wsjax's codecs and scored from the file."""
         model, dense, _, scorer, _ = self.setup(c["model"], c["peer_seed"])
         with np.load(os.path.join(peer_folder(self.store.folder), c["weights"])) as z:
-            flat = {k: np.asarray(z[k], np.float32) for k in z.files}
+            # tfmot's masks leave -0.0 where they pruned a negative weight; a bit-exact codec keeps
+            # -0.0 as a value of its own (a 12%-dense kernel then stores as a dense codebook), so
+            # the pruned entries are stored as the +0 they mean (the net computes the same)
+            flat = {k: np.where(z[k] == 0, np.float32(0), np.asarray(z[k], np.float32)) for k in z.files}
         params = jax.tree_util.tree_map_with_path(lambda kp, t: flat[jax.tree_util.keystr(kp, simple=True,
                                                                                           separator="/")], dense)
         m = study.stored_row(c, self.store, params, params, scorer, index_bits=storage.smallest_index_bits(params))
