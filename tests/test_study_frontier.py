@@ -1,6 +1,7 @@
 """The frontier study: a smoke run (real files, every variant, resuming) and the verdict
 against the peer computed from hand-made rows."""
 
+import dataclasses
 import json
 import os
 
@@ -76,3 +77,39 @@ def test_verdict_uses_mean_drop_over_seeds_and_the_peers_best_point():
     md = report.model_section("m", cl, {**peer_json, "points": [{**peer_json["points"][0], "compression": 24.0}]},
                               rows, cfg)
     assert "ours / peer = 1.46" in md and "**not met**" in md
+
+
+def test_confirmation_runs_fresh_seeds_and_keeps_its_rows_out_of_the_full_grid():
+    cfg = config.full()
+    units = cfg.confirm_units("fashion_mnist", 0)
+    assert len(units) == 3 * 3 * 4 and {u["prune"]["seed"] for u in units} == {3, 4, 5}
+    long = [u for u in units if u["variant"] == "global_distilled_long"]
+    assert {u["prune"]["epochs"] for u in long} == {2 * config.RECIPE["lenet300100"]["prune_epochs"]}
+    assert all(u["prune"]["allocation"] == "global" and u["prune"]["distill"] == config.DISTILL for u in long)
+    # the full grid's keys do not move: its distilled units are the confirmation's control but at other seeds
+    assert not {u["prune"]["seed"] for u in cfg.units("fashion_mnist", 0)} & {3, 4, 5}
+    with pytest.raises(ValueError, match="confirmation seeds \\[3, 4\\] are also the run's seeds"):
+        cfg.confirm_units("fashion_mnist", 2)
+    assert config.quick().confirm_units("fashion_mnist", 0) == []
+    assert cfg.is_confirm(_row("distilled", 0.1, 4, 0.3, 30)) and not cfg.is_confirm(_row("distilled", 0.1, 2, 0.3, 30))
+
+
+def test_confirmation_picks_its_candidate_on_validation_and_pairs_it_with_the_control():
+    confirm = discover.load("frontier", "confirm")
+    cfg = dataclasses.replace(config.full(), models=("m",), confirm={**config.CONFIRM, "levels": {"m": (0.1,)}})
+    rows = [_row("distilled", 0.1, s, d, 30) for s, d in ((3, 0.6), (4, 0.7), (5, 0.5))]
+    rows += [_row("global_distilled", 0.1, s, d, 36) for s, d in ((3, 0.4), (4, 0.5), (5, 0.3))]
+    assert confirm.section("m", rows, None, [], cfg).endswith("Not every candidate has a row yet: no verdict.\n")
+    rows += [_row("global_distilled_long", 0.1, s, 0.45, 40) for s in (3, 4, 5)]
+    cl = report.cells(rows)
+    # validation accuracy 0.9 - drop/100: global_distilled's mean drop 0.40 beats the long one's 0.45
+    assert confirm.chosen(cl, "m", cfg.confirm["candidates"]) == "global_distilled"
+    (paired,) = confirm.against_control(cl, "m", "global_distilled")
+    assert paired["seeds"] == 3 and paired["global_distilled - distilled (pts)"] == "+0.20 ± 0.00"
+    assert paired["reading"] == "better"
+    peer = {"model": "m", "peer": "tfmot", "seed": 0, "dense_test_accuracy": 0.9, "dense_epochs": 1,
+            "points": [{"drop_points": 0.4, "compression": 22.0, "sparsity": 0.9, "clusters": 16,
+                        "test_accuracy": 0.896, "zipped_bytes": 1}]}
+    md = confirm.section("m", rows, peer, [], cfg)
+    assert "Ours in the confirmation: `global_distilled`" in md
+    assert "**Confirmation verdict (m)**: at a drop of at most 0.5 points ours / peer = 1.64 (goal >= 1.5)" in md

@@ -99,16 +99,7 @@ def model_section(model: str, cl: dict, peer: dict | None, rows: list[dict], cfg
     lines = [f"## {model}\n"]
     dense = sorted({round(r["dense_accuracy"], 4) for k, g in cl.items() if k[0] == model for r in g})
     lines.append(f"Dense nets (one per seed): {', '.join(f'{100 * d:.2f} %' for d in dense)}.\n")
-    table = []
-    for (m, v, level), group in sorted(cl.items(), key=lambda kv: (kv[0][1] != "best", kv[0][1], -kv[0][2])):
-        if m == model:
-            s = level_stats(group)
-            table.append({"variant": v, "level": level, "kept": round(s["kept"], 4), "seeds": s["seeds"],
-                          "test acc %": _pm(tuple(100 * x for x in s["accuracy"])), "drop (pts)": _pm(s["drop"]),
-                          "bytes": f"{s['bytes'][0]:,.0f} ± {s['bytes'][1]:,.0f}",
-                          "compression": _pm(s["compression"], 1, "x")})
-    lines.append(study.markdown_table(table, ["variant", "level", "kept", "seeds", "test acc %", "drop (pts)",
-                                              "bytes", "compression"]))
+    lines.append(level_table(cl, model))
     zipped, ours = peer_points(peer, rows) if peer else ([], [])
     if peer:
         lines.append(f"\nPeer ({peer['peer']}, seed {peer['seed']}, dense {100 * peer['dense_test_accuracy']:.2f} %, "
@@ -120,16 +111,8 @@ def model_section(model: str, cl: dict, peer: dict | None, rows: list[dict], cfg
              "wsjax compression": next((o["compression"] for o in ours if o["sparsity"] == p["sparsity"]), None)}
             for p in zipped], ["sparsity", "clusters", "test acc % (TFLite)", "drop (pts)", "zipped TFLite bytes",
                                "compression", "stored by wsjax: bytes", "wsjax compression"]))
-    verdict, chosen, ratio = [], ours_variant(cl, model), {}
-    for b in config.BUDGETS:
-        f, pz, po = frontier(cl, model, chosen, b, cfg.seeds), peer_best(zipped, b), peer_best(ours, b)
-        ratio[b] = None if f is None or pz is None else f[1]["compression"][0] / pz["compression"]
-        verdict.append({"budget (pts)": b, "ours: level": None if f is None else f[0],
-                        "ours: compression": None if f is None else _pm(f[1]["compression"], 1, "x"),
-                        "ours: drop": None if f is None else _pm(f[1]["drop"]),
-                        "peer (zipped TFLite)": None if pz is None else f"{pz['compression']:.1f}x",
-                        "peer (wsjax codecs)": None if po is None else f"{po['compression']:.1f}x",
-                        "ours / peer": None if ratio[b] is None else round(ratio[b], 2)})
+    chosen = ours_variant(cl, model)
+    verdict, ratio = against_peer(cl, model, chosen, zipped, ours, cfg.seeds)
     lines.append(f"\n### Our frontier against the peer's\n\nOurs: `{chosen}` (of `best` and `distilled`, the higher "
                  "mean validation accuracy over the levels and seeds both have).\n")
     lines.append(study.markdown_table(verdict, list(verdict[0])))
@@ -138,12 +121,7 @@ def model_section(model: str, cl: dict, peer: dict | None, rows: list[dict], cfg
         f, po = frontier(cl, model, chosen, b, cfg.seeds), peer_best(ours, b)
         if f is not None and po is not None:
             coded.append(f"{f[1]['compression'][0] / po['compression']:.2f} within {b:g}")
-    ahead = [r for r in ratio.values() if r is not None]
-    met = ratio.get(0.5) is not None and ratio[0.5] >= 1.5 and all(r > 1 for r in ahead)
-    at = "undecided (no point of one side within 0.5 points)" if ratio.get(0.5) is None else f"{ratio[0.5]:.2f}"
-    lines.append(f"\n**Verdict ({model})**: at a drop of at most 0.5 points ours / peer = {at} "
-                 f"(goal >= 1.5), ahead at {sum(r > 1 for r in ahead)} of {len(ahead)} budgets "
-                 f"with a point on both sides: **{'met' if met else 'not met'}**. Only cells with all "
+    lines.append(f"\n**Verdict ({model})**: {verdict_text(ratio)}. Only cells with all "
                  f"{cfg.seeds} seeds count. Caveat: ours is the best of {len(cfg.levels.get(model, ()))} levels "
                  "(each a mean over seeds) read at the budget's edge, the peer one seed at its "
                  f"{len(zipped)} points with its guides' 10 pruning epochs and 16 clusters: the finer grid favours "
@@ -170,6 +148,46 @@ def model_section(model: str, cl: dict, peer: dict | None, rows: list[dict], cfg
     return "\n".join(lines)
 
 
+def level_table(cl: dict, model: str) -> str:
+    """Per variant and level of ``model``: seeds, accuracy, drop, bytes and compression."""
+    table = []
+    for (m, v, level), group in sorted(cl.items(), key=lambda kv: (kv[0][1] != "best", kv[0][1], -kv[0][2])):
+        if m == model:
+            s = level_stats(group)
+            table.append({"variant": v, "level": level, "kept": round(s["kept"], 4), "seeds": s["seeds"],
+                          "test acc %": _pm(tuple(100 * x for x in s["accuracy"])), "drop (pts)": _pm(s["drop"]),
+                          "bytes": f"{s['bytes'][0]:,.0f} ± {s['bytes'][1]:,.0f}",
+                          "compression": _pm(s["compression"], 1, "x")})
+    return study.markdown_table(table, ["variant", "level", "kept", "seeds", "test acc %", "drop (pts)", "bytes",
+                                        "compression"])
+
+
+def against_peer(cl: dict, model: str, chosen: str, zipped: list, ours: list, seeds: int):
+    """``(table rows, {budget: ours / peer or None})``: ``chosen``'s frontier (cells with at least
+    ``seeds`` seeds) against the peer's zipped points, its weights in wsjax's codecs beside."""
+    rows, ratio = [], {}
+    for b in config.BUDGETS:
+        f, pz, po = frontier(cl, model, chosen, b, seeds), peer_best(zipped, b), peer_best(ours, b)
+        ratio[b] = None if f is None or pz is None else f[1]["compression"][0] / pz["compression"]
+        rows.append({"budget (pts)": b, "ours: level": None if f is None else f[0],
+                     "ours: compression": None if f is None else _pm(f[1]["compression"], 1, "x"),
+                     "ours: drop": None if f is None else _pm(f[1]["drop"]),
+                     "peer (zipped TFLite)": None if pz is None else f"{pz['compression']:.1f}x",
+                     "peer (wsjax codecs)": None if po is None else f"{po['compression']:.1f}x",
+                     "ours / peer": None if ratio[b] is None else round(ratio[b], 2)})
+    return rows, ratio
+
+
+def verdict_text(ratio: dict) -> str:
+    """The decision rule read on ``{budget: ours / peer}``: 1.5x at 0.5 points, ahead at every budget."""
+    ahead = [r for r in ratio.values() if r is not None]
+    met = ratio.get(0.5) is not None and ratio[0.5] >= 1.5 and all(r > 1 for r in ahead)
+    at = "undecided (no point of one side within 0.5 points)" if ratio.get(0.5) is None else f"{ratio[0.5]:.2f}"
+    return (f"at a drop of at most 0.5 points ours / peer = {at} (goal >= 1.5), ahead at "
+            f"{sum(r > 1 for r in ahead)} of {len(ahead)} budgets with a point on both sides: "
+            f"**{'met' if met else 'not met'}**")
+
+
 def limits_md(cl: dict, model: str, variant: str, target: float) -> str:
     """Where the drop and the bytes go at the densest level of ``variant`` whose mean
     compression reaches ``target`` (1.5x the peer's best within 0.5 points)."""
@@ -192,42 +210,19 @@ def limits_md(cl: dict, model: str, variant: str, target: float) -> str:
             + ", ".join(f"{k} {v:,.0f} ({100 * v / total:.0f} %)" for k, v in split.items()) + ".\n")
 
 
-def plot(model: str, cl: dict, peer: dict | None, rows: list[dict], path: str) -> None:
-    plt = study.pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for v in ("best",) + tuple(sorted({k[1] for k in cl if k[0] == model} - {"best"})):
-        groups = sorted(((lv, g) for (m, vv, lv), g in cl.items() if m == model and vv == v), key=lambda t: t[0])
-        if not groups:
-            continue
-        x = [sum(r["stored_bytes"] for r in g) / len(g) / 1000 for _, g in groups]
-        style = dict(marker="o", lw=2) if v == "best" else dict(marker=".", lw=0.8, alpha=0.7)
-        study.errorbars(ax, x, [[100 * r["test_accuracy"] for r in g] for _, g in groups], label=v, **style)
-    if peer:
-        zipped, ours = peer_points(peer, rows)
-        ax.plot([p["zipped_bytes"] / 1000 for p in zipped], [100 * p["test_accuracy"] for p in zipped], "ks--",
-                label="tfmot (zipped TFLite)")
-        if ours:
-            ax.plot([p["stored_bytes"] / 1000 for p in ours], [100 * p["test_accuracy"] for p in ours], "k^:",
-                    label="tfmot weights, wsjax codecs")
-    ax.set_xscale("log")
-    from matplotlib.ticker import FuncFormatter
-
-    for axis in (ax.xaxis,):
-        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(int(v))[0] in "1235" else ""))
-    study.finish_axes(ax, "stored bytes (KB, real files)", "test accuracy (%)",
-                      f"{model} on Fashion-MNIST: accuracy against bytes")
-    study.save_figure(fig, path)
-
-
 def write(rows: list[dict], peers: dict, cfg: config.Config, out: str, dataset: str) -> str:
-    cl = cells(rows)
+    from experiments.frontier import confirm, plot
+
+    main = [r for r in rows if not cfg.is_confirm(r)]
+    cl = cells(main)
     os.makedirs(out, exist_ok=True)
     sections = []
     for model in cfg.models:
         if any(k[0] == model for k in cl):
-            sections.append(model_section(model, cl, peers.get(model), rows, cfg))
-            plot(model, cl, peers.get(model), rows, os.path.join(out, f"frontier_{model}.png"))
+            sections.append(model_section(model, cl, peers.get(model), main, cfg))
+            plot.frontier(model, cl, peers.get(model), main, os.path.join(out, f"frontier_{model}.png"))
+        sections.append(confirm.section(model, [r for r in rows if cfg.is_confirm(r)], peers.get(model), main, cfg))
+    sections = [s for s in sections if s]
     head = ("Every byte count is the size of a file the study wrote (the peer: its zipped .tflite); accuracy "
             "is the model read back from it. Mean ± sample std over seeds; a drop is against each seed's own "
             "dense net. Decision rule and recipe: `experiments/frontier/config.py`.\n\n")

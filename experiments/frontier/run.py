@@ -176,8 +176,9 @@ def peers(out: str, models) -> dict:
 
 def run(cfg: config.Config, dataset: str, seed: int, out: str) -> list[dict]:
     s = Study(cfg, dataset, Store(out))
-    rows = study.run_units(s.store, cfg.units(dataset, seed), s.compressed, describe=report.describe,
-                           summary=report.summary)
+    # the confirmation first: it decides the goal; then the full grid
+    rows = study.run_units(s.store, cfg.confirm_units(dataset, seed) + cfg.units(dataset, seed), s.compressed,
+                           describe=report.describe, summary=report.summary)
     found = peers(out, cfg.models)
     for peer in found.values() if not cfg.quick else ():  # quick runs show the peer, not re-stored
         rows += study.run_units(s.store, cfg.peer_units(peer, dataset), s.peer_ours, describe=report.describe,
