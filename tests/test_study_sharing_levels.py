@@ -97,6 +97,40 @@ def test_smoke_run_tunes_trains_every_arm_at_equal_size_and_resumes(tmp_path, mo
     assert capsys.readouterr().out.count("(cached)") == len(rows)
 
 
+def test_lenet5_grid_and_a_smoke_run_of_its_arms(tmp_path, monkeypatch):
+    from wsjax.models import equal_size_lenet5, lenet5_params
+
+    cfg = config.lenet5()
+    assert cfg.dense_params() == lenet5_params() == 431_080
+    every = {a: (1e-3, 1.0) for a in ("dense",) + config.BUDGETED}
+    tune = cfg.tune_units("fashion_mnist", 0) + cfg.tune_units("fashion_mnist", 0, every)
+    points = cfg.point_units("fashion_mnist", 0, every)
+    assert len(tune) == 3 * 2 + 9 * len(config.HASHING) + 3 and len(points) == 3 + 7 * 3 * 3
+    assert all(u["model"] == "lenet5" and "width" not in u for u in tune + points)
+    assert equal_size_lenet5(round(431_080 / 64)) == (2, 6, 60) and lenet5_params((2, 6, 60)) == 6_788
+    for bad in (dict(tying=("tied_all",)), dict(lottery_rounds=2), dict(model="vit")):
+        with pytest.raises(ValueError, match="deep MLP|deep MLP or LeNet-5"):
+            config.Config(**{**dict(model="lenet5", tying=(), own_size=(), lottery_rounds=0), **bad})
+    monkeypatch.setenv("WSJAX_STUDY_DIR", str(tmp_path))
+    smoke, out = config.smoke_lenet5(), str(tmp_path / "sharing_levels")
+    rows = run.run(smoke, "fashion_mnist", 0, out)
+    by = {r["config"]["arm"]: r for r in rows if r["config"]["kind"] == "point"}
+    assert set(by) == {"dense", "narrow", "hashed_layer", "hashed_pool_scaled", "pruned"}
+    for r in by.values():
+        assert r["stored_bytes"] == os.path.getsize(os.path.join(out, r["file"]))
+        assert r["test_accuracy"] > 0.2  # 300 images, one epoch: above chance (0.1)
+    target = round(431_080 / 8)
+    assert by["narrow"]["widths"] == [7, 17, 179]
+    assert abs(by["narrow"]["free_params"] - target) < 0.01 * target
+    # the pool with its 4 per-layer scales and the biases fills the budget's free parameters
+    assert abs(by["hashed_pool_scaled"]["free_params"] - target) <= 4
+    assert set(by["hashed_pool_scaled"]["collision_load"]) == {"Conv_0", "Conv_1", "Dense_0", "Dense_1"}
+    assert by["pruned"]["stored_bytes"] <= by["pruned"]["target_bytes"] == 4 * 431_080 / 8
+    md = open(os.path.join(out, "results.md")).read()
+    assert "# LeNet-5\n" in md and "**LeNet-5: " in md and "Plot: `pareto_lenet5.png`" in md
+    assert os.path.getsize(os.path.join(out, "pareto_lenet5.png")) > 10_000
+
+
 def _row(arm, budget, seed, test, val=None, kind="point"):
     return {"config": {"kind": kind, "arm": arm, "budget": budget, "seed": seed, "role": "point"},
             "test_accuracy": test, "val_accuracy": test if val is None else val, "stored_bytes": 1000,

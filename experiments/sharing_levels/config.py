@@ -1,9 +1,8 @@
-"""The sharing-level study's config (this version: the deep balanced MLP; the narrow, hashing,
-tying, pruned and dynamic arms).
+"""The sharing-level study's config: the deep balanced MLP (every arm) and LeNet-5 (:func:`lenet5`).
 
 Run: ``wsjax run sharing_levels [--quick] [--seed N]`` (or ``python -m experiments.sharing_levels``);
 writes ``experiments/results/sharing_levels/`` (``rows.jsonl``, one ``artifacts/<key>.wsjax``
-per trained net, ``results.md``: the pre-registration, then the results; ``pareto_deep_mlp.png``).
+per trained net, ``results.md``: the pre-registration, then the results per model; ``pareto_<model>.png``).
 Resumable: every finished net is a row of the store and is never trained again.
 
 The rules, grid and protocol are those of ``preregistration.md`` (committed before any run).
@@ -41,13 +40,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from wsjax.models import mlp_params
+from wsjax.models import lenet5_params, mlp_params
 
 from experiments.sharing_levels.arm_names import (BUDGETED, CONTROLS, DENSE, DERIVED, HASHING, LOTTERY, OWN_SIZE,
                                                  SOFT, TYING)
 
 
 def _check(cfg: "Config") -> None:
+    if cfg.model not in ("deep_mlp", "lenet5"):
+        raise ValueError(f"the sharing-level study runs the deep MLP or LeNet-5, got model {cfg.model!r}")
+    if cfg.model != "deep_mlp" and (cfg.tying or "dynamic" in cfg.own_size or cfg.lottery_rounds):
+        raise ValueError("tying, DynamicNet and the lottery chain are built for the deep MLP only")
     if any(not 0 < b < 1 for b in cfg.budgets) or not cfg.budgets:
         raise ValueError(f"budgets are fractions of the dense net in (0, 1), got {cfg.budgets!r}")
     unknown = ([a for a in cfg.arms if a not in BUDGETED] + [a for a in cfg.tying if a not in TYING]
@@ -70,6 +73,7 @@ def _check(cfg: "Config") -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    model: str = "deep_mlp"  # or "lenet5" (:func:`lenet5`): width and hidden_layers are the MLP's
     width: int = 256
     hidden_layers: int = 8
     budgets: tuple[float, ...] = (1 / 2, 1 / 4, 1 / 8, 1 / 16, 1 / 32, 1 / 64)
@@ -111,7 +115,7 @@ class Config:
         return (self.width,) * self.hidden_layers + (10,)
 
     def dense_params(self) -> int:
-        return mlp_params(self.features(), 784)
+        return mlp_params(self.features(), 784) if self.model == "deep_mlp" else lenet5_params()
 
     def tied_params(self, arm: str) -> int:
         """A tying arm's free parameters: the dense net less the copies it drops, plus its
@@ -137,8 +141,8 @@ class Config:
         return 784 * w + w + w * w + w + w * 10 + 10
 
     def _base(self, dataset: str) -> dict:
-        return {"model": "deep_mlp", "width": self.width, "hidden_layers": self.hidden_layers,
-                "batch_size": self.batch_size, "final_lr_fraction": self.final_lr_fraction, "block": self.block,
+        shape = {"width": self.width, "hidden_layers": self.hidden_layers} if self.model == "deep_mlp" else {}
+        return {"model": self.model, **shape, "batch_size": self.batch_size, "final_lr_fraction": self.final_lr_fraction, "block": self.block,
                 "train_examples": self.train_examples, "validation": self.validation,
                 "test_examples": self.test_examples, "dataset": dataset}
 
@@ -222,12 +226,35 @@ def full() -> Config:
     return Config()
 
 
+def lenet5() -> Config:
+    """LeNet-5 (the pre-registration's grid): 1/8, 1/32 and 1/64 of its float32 file, 3 seeds,
+    8 epochs (4 in tuning, at 1/8 on seed 0), the arms that apply to a net without same-shape
+    layers: ``narrow`` (every conv's channels and the dense width scaled by one factor), the
+    five hashing arms and ``pruned``. Not run on LeNet-5 (to fit the machine, decided before its
+    run): the lottery chain and the soft arms; rule 4 then reads ``pruned`` alone."""
+    return Config(model="lenet5", budgets=(1 / 8, 1 / 32, 1 / 64), tying=(), own_size=(), extra_seed_budgets=(),
+                  epochs=8, tune_epochs=4, lottery_rounds=0)
+
+
+def grid() -> list[Config]:
+    """The full study, in run order: the deep MLP, then LeNet-5."""
+    return [full(), lenet5()]
+
+
 def quick() -> Config:
     """About a minute: a 784-64x4-10 net on 2,000 images, one budget, one seed, one setting."""
     return Config(width=64, hidden_layers=4, budgets=(1 / 8,), tying=("tied_all",), seeds=1,
                   extra_seed_budgets=(), epochs=2, tune_epochs=1, lrs=(3e-3,), init_scales=(1.0,), prune_rounds=1,
                   lottery_rounds=2,
                   train_examples=2_000, validation=500, test_examples=1_000, quick=True)
+
+
+def smoke_lenet5() -> Config:
+    """Seconds, for the test suite: LeNet-5's arms (one hashing arm of each scope) on a few hundred images."""
+    return Config(model="lenet5", budgets=(1 / 8,), arms=("narrow", "hashed_layer", "hashed_pool_scaled", "pruned"),
+                  tying=(), own_size=(), seeds=1, extra_seed_budgets=(), epochs=1, tune_epochs=1, lrs=(3e-3,),
+                  init_scales=(1.0,), prune_rounds=1, lottery_rounds=0, train_examples=300, validation=100,
+                  test_examples=200, quick=True)
 
 
 def smoke() -> Config:

@@ -12,11 +12,12 @@ import optax
 
 from experiments.sharing_levels import config
 from wsjax import compress, pruning, study
-from wsjax.models import MLP, DynamicNet, mlp_params
+from wsjax.models import DynamicNet
 from wsjax.results import Store
 from wsjax.sharing import count_params, masked
 from wsjax.train import classifier, evaluate, fit
-from experiments.sharing_levels.run import _curve, _features, _masked_sizes, _train_stored, train_metrics
+from experiments.sharing_levels import nets
+from experiments.sharing_levels.run import _curve, _masked_sizes, _train_stored, train_metrics
 
 
 def dense_start(cfg: config.Config, unit: dict, data, store: Store):
@@ -41,12 +42,12 @@ def train_pruned(cfg: config.Config, unit: dict, data, store: Store) -> dict:
 
     train, val, test = data
     dense = dense_start(cfg, unit, data, store)
-    model = MLP(_features(unit))
+    model = nets.model({**unit, "arm": config.DENSE})  # the dense architecture
     n = count_params(dense)
     target = unit["budget"] * 4 * n
     keep = pruning.kept_fraction_for_bytes(dense, target, unit["seed"])  # sets the geometric schedule
     rounds, net = unit["prune_rounds"], compress.from_linen(model, dense)
-    kw = {"seed": unit["seed"], "loop": study.loop_for("deep_mlp"), "progress": False}
+    kw = {"seed": unit["seed"], "loop": study.loop_for(unit["model"]), "progress": False}
     t0 = time.perf_counter()
     c = compress.start(dense)
     for r, epochs in enumerate(round_epochs(unit["epochs"], rounds), 1):
@@ -62,7 +63,7 @@ def train_pruned(cfg: config.Config, unit: dict, data, store: Store) -> dict:
     score = lambda p: evaluate(eval_fn, p, *test)["accuracy"]  # noqa: E731
     history = [e for h in c.history if h["stage"] == "retrain" for e in h["per_epoch"]]
     return {**study.stored_row(unit, store, c.stored, c.params, score), **_masked_sizes(dense, c.masks),
-            "target_bytes": target, **_curve(history), "seconds": seconds, "widths": list(model.features)}
+            "target_bytes": target, **_curve(history), "seconds": seconds, "widths": nets.widths(model)}
 
 
 def _round_params(cfg: config.Config, unit: dict, r: int, data, store: Store):
@@ -82,13 +83,13 @@ def train_lottery_round(cfg: config.Config, unit: dict, data, store: Store) -> d
     r, rates = unit["round"], cfg.lottery_rates()
     previous = _round_params(cfg, unit, r - 1, data, store)
     masks = pruning.lottery.prune_round(previous, pruning.lottery.surviving_masks(previous, rates, r - 1), rates, r)
-    model = MLP(_features(unit))
+    model = nets.model({**unit, "arm": config.DENSE})  # the dense architecture
     key = jax.random.key(unit["seed"])
     theta_0 = jax.device_get(model.init(key, train[0][:1])["params"])  # the dense point's own init
     t = masked(masks)
     state = t.init(jax.random.fold_in(key, 1), pruning.lottery.rewind(theta_0, masks))
     _, row = _train_stored(unit, compress.from_linen(model, theta_0), t, state, data, store)
-    return {**row, **_masked_sizes(theta_0, masks), "widths": list(model.features)}
+    return {**row, **_masked_sizes(theta_0, masks), "widths": nets.widths(model)}
 
 
 def train_soft(cfg: config.Config, unit: dict, data, store: Store) -> dict:
@@ -99,13 +100,13 @@ def train_soft(cfg: config.Config, unit: dict, data, store: Store) -> dict:
 
     train, val, test = data
     dense = dense_start(cfg, unit, data, store)
-    model = MLP(_features(unit))
+    model = nets.model({**unit, "arm": config.DENSE})  # the dense architecture
     net = compress.from_linen(model, dense)
     pipe = soft.soft_weight_sharing(unit["tau"], unit["epochs"], lr=unit["lr"], pi_zero=unit["pi_zero"],
                                     scope=unit["scope"])
     kw = {"seed": unit["seed"], "progress": False}
     t0 = time.perf_counter()
-    retrained = compress.Pipeline(pipe.stages[:1]).run(net, train, val, loop=study.loop_for("deep_mlp"), **kw)
+    retrained = compress.Pipeline(pipe.stages[:1]).run(net, train, val, loop=study.loop_for(unit["model"]), **kw)
     c = compress.Pipeline(pipe.stages[1:]).run(net, train, val, start_from=retrained, **kw)
     seconds = time.perf_counter() - t0
     params = jax.device_get(c.params)
@@ -118,7 +119,7 @@ def train_soft(cfg: config.Config, unit: dict, data, store: Store) -> dict:
             "free_params": sum(int(np.count_nonzero(x)) for x in jax.tree.leaves(params)), "dense_params": n,
             "nonzero_fraction": snap["nonzero_fraction"], "distinct_values": snap["distinct_values"],
             "components": snap["components"], "accuracy_before_snap": score(jax.device_get(retrained.params)),
-            **_curve(learned["per_epoch"]), "seconds": seconds, "widths": list(model.features)}
+            **_curve(learned["per_epoch"]), "seconds": seconds, "widths": nets.widths(model)}
 
 
 def train_dynamic(unit: dict, data, store: Store) -> dict:
@@ -143,14 +144,14 @@ def train_dynamic(unit: dict, data, store: Store) -> dict:
     opt = optax.adam(optax.cosine_decay_schedule(unit["lr"], steps, alpha=unit["final_lr_fraction"]))
     t0 = time.perf_counter()
     result = fit(loss_fn, params, opt, train, eval=val, eval_fn=evals[unit["max_repeats"]], epochs=unit["epochs"],
-                 batch_size=unit["batch_size"], seed=unit["seed"], loop=study.loop_for("deep_mlp"), progress=False,
+                 batch_size=unit["batch_size"], seed=unit["seed"], loop=study.loop_for(unit["model"]), progress=False,
                  loss_takes_key=True)
     seconds = time.perf_counter() - t0
     theta = jax.device_get(result.theta)
     depth_val = {r: evaluate(f, theta, *val)["accuracy"] for r, f in evals.items()}
     depth = max(depth_val, key=lambda r: (depth_val[r], -r))  # ties: the shallower pass
     score = lambda p: evaluate(evals[depth], p, *test)["accuracy"]  # noqa: E731
-    n, dense = count_params(theta), mlp_params(_features(unit), 784)
+    n, dense = count_params(theta), nets.dense_params(unit)
     row = {**study.stored_row(unit, store, theta, theta, score), "dense_bytes": 4 * dense, "free_params": n,
            "dense_params": dense, **_curve(result.history), "seconds": seconds, "depth": depth,
            "depth_val_accuracy": {str(r): v for r, v in depth_val.items()},

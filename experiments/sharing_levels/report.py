@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from experiments.sharing_levels import arm_names, arms, config
+from experiments.sharing_levels import arm_names, arms, config, nets
 from experiments.sharing_levels.arms import lottery_md, points
 from experiments.sharing_levels.tables import budget_label, collisions_md, points_md, settings_md
 from wsjax import study
@@ -114,7 +114,7 @@ def rules_md(cs: dict, cfg) -> str:
     for b, x, w, m, h, n, v in per_budget:
         iv = "(one seed)" if math.isnan(h) else f"[{m - h:+.2f}, {m + h:+.2f}]"
         lines.append(f"| {budget_label(b)} | {x} | {w} | {m:+.2f} | {iv} | {n} | {v} |")
-    lines += ["", f"**Deep MLP: {model_verdict(per_budget)}** (rule 2: yes if as good or better at every budget, "
+    lines += ["", f"**{nets.LABELS[cfg.model]}: {model_verdict(per_budget)}** (rule 2: yes if as good or better at every budget, "
               "no if worse at one or more, mixed otherwise)."]
     dense = cs.get((config.DENSE, None))
     tying = [a for a in config.TYING if (a, None) in cs]
@@ -154,7 +154,10 @@ def rules_md(cs: dict, cfg) -> str:
     return "\n".join(lines) + "\n"
 
 
-def pareto_plot(cs: dict, path: str) -> None:
+TITLES = {"deep_mlp": "deep MLP 784-256x8-10", "lenet5": "LeNet-5 (Caffe variant)"}
+
+
+def pareto_plot(cs: dict, path: str, model: str = "deep_mlp") -> None:
     plt = study.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     arms = sorted({a for a, _ in cs}, key=lambda a: (a not in config.BUDGETED, a))
@@ -166,26 +169,42 @@ def pareto_plot(cs: dict, path: str) -> None:
                         linestyle="-" if arm in config.BUDGETED else "none", markersize=5)
     ax.set_xscale("log")
     study.finish_axes(ax, "stored bytes (the files' sizes)", "test accuracy (%)",
-                      "deep MLP 784-256x8-10: sharing levels at equal bytes")
+                      f"{TITLES[model]}: sharing levels at equal bytes")
     study.save_figure(fig, path)
 
 
-def write(rows: list[dict], cfg, out: str, dataset: str) -> str:
+def model_md(rows: list[dict], cfg, out: str) -> str:
+    """One model's results: tuning, every point, the rules' verdicts, the lottery chain, the
+    collision load and its Pareto plot (``pareto_<model>.png``), from that model's rows."""
     cs = cells(rows, cfg.budgets)
-    with open(PREREGISTRATION) as f:
-        prereg = f.read()
-    status = ["## Status of these results", "",
-              f"{sum(r['config']['kind'] == 'point' for r in rows)} point rows and "
-              f"{sum(r['config']['kind'] == 'tune' for r in rows)} tuning rows on {dataset}"
-              f"{' (quick)' if getattr(cfg, 'quick', False) else ''}. This version of the study runs the deep MLP "
-              "with every arm of the pre-registration; not yet built: " + ", ".join([f"`{a}`" for a in NOT_YET]
-              + ["LeNet-5 and the ViT (the pre-registration's grid)"]) + ".", ""]
-    body = "\n".join(status) + "\n" + settings_md(rows) + "\n" + points_md(cs) + "\n" + rules_md(cs, cfg)
+    body = settings_md(rows) + "\n" + points_md(cs) + "\n" + rules_md(cs, cfg)
     body += "\n" + lottery_md(rows) + "\n" + collisions_md(cs)
     if cs:
-        pareto_plot(cs, os.path.join(out, "pareto_deep_mlp.png"))
-        body += "\nPlot: `pareto_deep_mlp.png`.\n"
-    table = study.write_results(out, "sharing_levels", dataset, getattr(cfg, "quick", False), rows, columns=COLUMNS)
+        name = f"pareto_{cfg.model}.png"
+        pareto_plot(cs, os.path.join(out, name), cfg.model)
+        body += f"\nPlot: `{name}`.\n"
+    return body
+
+
+def write(rows: list[dict], cfgs, out: str, dataset: str) -> str:
+    """results.md (the pre-registration, then per model its results) and results.json;
+    ``cfgs``: the study's configs (one per model) or one config."""
+    cfgs = [cfgs] if isinstance(cfgs, config.Config) else list(cfgs)
+    with open(PREREGISTRATION) as f:
+        prereg = f.read()
+    quick = any(c.quick for c in cfgs)
+    by_model = {c.model: [r for r in rows if r["config"].get("model", "deep_mlp") == c.model] for c in cfgs}
+    counts = "; ".join(f"{nets.LABELS[m]}: {sum(r['config']['kind'] == 'point' for r in rs)} point rows and "
+                       f"{sum(r['config']['kind'] == 'tune' for r in rs)} tuning rows" for m, rs in by_model.items())
+    status = ["## Status of these results", "",
+              f"{counts} on {dataset}{' (quick)' if quick else ''}. This version of the study runs the deep MLP "
+              "with every arm of the pre-registration and LeNet-5 with the arms that apply to it but the lottery "
+              "and soft arms (`experiments/sharing_levels/config.py`: `lenet5`); not yet built: "
+              + ", ".join([f"`{a}`" for a in NOT_YET] + ["the ViT"]) + ".", ""]
+    parts = [f"# {nets.LABELS[c.model]}\n\n" + model_md(by_model[c.model], c, out)
+             for c in cfgs if by_model[c.model]]
+    body = "\n".join(status) + "\n" + "\n".join(parts)
+    table = study.write_results(out, "sharing_levels", dataset, quick, rows, columns=COLUMNS)
     atomic_write(os.path.join(out, "results.md"),
                  (prereg + "\n\n# Results\n\n" + body + "\n## Every row\n\n" + table).encode())
     return body

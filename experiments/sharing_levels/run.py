@@ -8,11 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.sharing_levels import arm_names, config, report, tables
+from experiments.sharing_levels import arm_names, config, nets, report, tables
 from wsjax import compress, pruning, study
 from wsjax.analysis import collision_load
 from wsjax.compress.train import retrain, with_theta
-from wsjax.models import MLP, equal_size_widths, mlp_params
 from wsjax.results import Store
 from wsjax.sharing import (KERNELS, count_params, flatten_paths, free_params, hashed, identity, matcher, tied,
                            tied_in_order)
@@ -26,17 +25,13 @@ def data_for(cfg: config.Config, dataset: str, seed: int):
     return study.train_val_test(dataset, seed, cfg.train_examples, cfg.validation, cfg.test_examples)
 
 
-def _features(unit: dict) -> tuple[int, ...]:
-    return (unit["width"],) * unit["hidden_layers"] + (10,)
-
-
 def hash_compression(unit: dict, params) -> float:
     """The kernels' compression that leaves ``budget * dense`` free parameters with the biases
     (and a pool's per-layer scales): ``hashed`` hashes the kernels (:data:`wsjax.sharing.KERNELS`)."""
     is_kernel = matcher(KERNELS)
     kernels = sum(int(np.size(x)) for p, x in flatten_paths(params).items() if is_kernel(p))
     biases = count_params(params) - kernels
-    scales = unit["hidden_layers"] + 1 if unit["arm"] == "hashed_pool_scaled" else 0
+    scales = sum(map(is_kernel, flatten_paths(params))) if unit["arm"] == "hashed_pool_scaled" else 0
     target = unit["budget"] * count_params(params) - biases - scales
     if target < 1:
         raise ValueError(f"budget {unit['budget']} leaves no free parameter for the kernels")
@@ -60,20 +55,13 @@ def transform_of(unit: dict, compression: float | None):
             "roast": lambda: hashed(c, scope="pool", block=unit["block"], **kw)}[arm]()
 
 
-def model_of(unit: dict, dense_params: int) -> MLP:
-    features = _features(unit)
-    if unit["arm"] == "narrow":
-        features = equal_size_widths(features, round(unit["budget"] * dense_params), 784)
-    return MLP(features)
-
-
 def _train_stored(unit: dict, net, t, state, data, store: Store):
     """Train ``state``'s free parameters through ``t`` with the unit's recipe, store the net and
     score it from its file: ``(trained state, row metrics)``."""
     train, val, test = data
     theta, _, history, seconds = retrain(
         net, compress.Compressed(t, state), train, val, epochs=unit["epochs"], lr=unit["lr"], seed=unit["seed"],
-        alpha=unit["final_lr_fraction"], batch_size=unit["batch_size"], loop=study.loop_for("deep_mlp"),
+        alpha=unit["final_lr_fraction"], batch_size=unit["batch_size"], loop=study.loop_for(unit["model"]),
         progress=False)
     trained = with_theta(state, theta)
     _, eval_fn = classifier(net.apply)
@@ -109,8 +97,7 @@ def train_metrics(cfg: config.Config, unit: dict, data, store: Store) -> dict:
     if unit["arm"] in config.SOFT:
         return derived.train_soft(cfg, unit, data, store)
     train = data[0]
-    dense = mlp_params(_features(unit), 784)
-    model = model_of(unit, dense)
+    dense, model = nets.dense_params(unit), nets.model(unit)
     key = jax.random.key(unit["seed"])
     params = model.init(key, train[0][:1])["params"]
     compression = hash_compression(unit, params) if unit["arm"] in config.HASHING else None
@@ -118,7 +105,7 @@ def train_metrics(cfg: config.Config, unit: dict, data, store: Store) -> dict:
     state = t.init(jax.random.fold_in(key, 1), params)
     trained, row = _train_stored(unit, compress.from_linen(model, params), t, state, data, store)
     row.update(dense_bytes=4 * dense, free_params=free_params(trained), dense_params=dense,
-               widths=list(model.features))
+               widths=nets.widths(model))
     if compression is not None:
         load = collision_load(trained)
         row["compression"] = compression
@@ -127,7 +114,7 @@ def train_metrics(cfg: config.Config, unit: dict, data, store: Store) -> dict:
 
 
 def _describe(u: dict) -> str:
-    what = f"{u['arm']:18s} {tables.budget_label(u['budget']):8s} seed {u['seed']}"
+    what = f"{u['model']:8s} {u['arm']:18s} {tables.budget_label(u['budget']):8s} seed {u['seed']}"
     return f"tune {what} lr {u['lr']:g} scale {u['init_scale']:g}" if u["kind"] == "tune" else what
 
 
@@ -135,21 +122,27 @@ def _summary(r: dict) -> str:
     return f"val {r['val_accuracy']:.4f} test {r['test_accuracy']:.4f}, {r['stored_bytes']:,} B ({r['seconds']:.0f} s)"
 
 
-def run(cfg: config.Config, dataset: str, seed: int, out: str) -> list[dict]:
+def run(cfgs, dataset: str, seed: int, out: str) -> list[dict]:
+    """Tune, then train every point of each config (one per model, or one config), then the report."""
+    cfgs = [cfgs] if isinstance(cfgs, config.Config) else list(cfgs)
     store = Store(out)
     # loaded and put on the device once, only when a unit needs it (a resumed run may need none)
-    data = functools.cache(lambda: jax.tree.map(jnp.asarray, data_for(cfg, dataset, seed)))
-    compute = lambda u: train_metrics(cfg, u, data(), store)  # noqa: E731
-    run_ = functools.partial(study.run_units, store, compute=compute, describe=_describe, summary=_summary)
-    tuned = run_(cfg.tune_units(dataset, seed))
-    # the derived arms start from the dense point of seed 0, trained with the dense net's setting
-    tuned += run_(cfg.tune_units(dataset, seed, tables.settings_from(tuned)))
-    points = run_(cfg.point_units(dataset, seed, tables.settings_from(tuned)))
-    rows = tuned + points
-    print(report.write(rows, cfg, out, dataset))
+    data = functools.cache(lambda: jax.tree.map(jnp.asarray, data_for(cfgs[0], dataset, seed)))
+    if any((c.train_examples, c.validation, c.test_examples) != (cfgs[0].train_examples, cfgs[0].validation,
+                                                                 cfgs[0].test_examples) for c in cfgs):
+        raise ValueError("the study's configs must share one data split")
+    rows = []
+    for cfg in cfgs:
+        compute = lambda u, cfg=cfg: train_metrics(cfg, u, data(), store)  # noqa: E731
+        run_ = functools.partial(study.run_units, store, compute=compute, describe=_describe, summary=_summary)
+        tuned = run_(cfg.tune_units(dataset, seed))
+        # the derived arms start from the dense point of seed 0, trained with the dense net's setting
+        tuned += run_(cfg.tune_units(dataset, seed, tables.settings_from(tuned)))
+        rows += tuned + run_(cfg.point_units(dataset, seed, tables.settings_from(tuned)))
+    print(report.write(rows, cfgs, out, dataset))
     return rows
 
 
 def main(argv=None) -> list[dict]:
     args = study.parse_args("sharing_levels", DESCRIPTION, argv=argv)
-    return run(config.quick() if args.quick else config.full(), args.dataset, args.seed, args.out)
+    return run([config.quick()] if args.quick else config.grid(), args.dataset, args.seed, args.out)

@@ -1,7 +1,7 @@
 """Reference models (flax.linen). Models never know they are shared: sharing lives in
 parameter space (:mod:`wsjax.sharing`)."""
 
-from wsjax.models.lenet import MLP, LeNet5, LeNet300100, equal_size_widths, mlp_params
+from wsjax.models.lenet import MLP, LeNet5, LeNet300100, equal_size_lenet5, equal_size_widths, lenet5_params, mlp_params
 from wsjax.models.local import LocallyConnected2D
 from wsjax.models.lecun89 import LocalNet, Net1, Net2, lecun89_net
 from wsjax.models.dynamic import DynamicNet

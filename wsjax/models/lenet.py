@@ -81,18 +81,48 @@ class LeNet5(nn.Module):
     """
 
     num_classes: int = 10
+    #: the two convolutions' channels and the hidden dense width (the Caffe variant's 20, 50, 500)
+    features: Sequence[int] = (20, 50, 500)
 
     @nn.compact
     def __call__(self, x):
+        if len(self.features) != 3 or min(self.features) < 1:
+            raise ValueError(f"LeNet5.features are (conv channels, conv channels, dense width), got {self.features!r}")
         if x.ndim != 4 or min(x.shape[1:3]) < LENET5_MIN_SIZE:
             raise ValueError(
                 f"LeNet-5 needs NHWC images of at least {LENET5_MIN_SIZE}x{LENET5_MIN_SIZE} (two 5x5 "
                 f"'VALID' convolutions, each followed by a 2x2 max-pool), got input shape {tuple(x.shape)}"
             )
-        x = wnn.Conv(20, (5, 5), padding="VALID", name="Conv_0")(x)
+        c0, c1, hidden = self.features
+        x = wnn.Conv(c0, (5, 5), padding="VALID", name="Conv_0")(x)
         x = wnn.max_pool_2x2(x)
-        x = wnn.Conv(50, (5, 5), padding="VALID", name="Conv_1")(x)
+        x = wnn.Conv(c1, (5, 5), padding="VALID", name="Conv_1")(x)
         x = wnn.max_pool_2x2(x)
         x = x.reshape((x.shape[0], -1))
-        x = nn.relu(nn.Dense(500, name="Dense_0")(x))
+        x = nn.relu(nn.Dense(hidden, name="Dense_0")(x))
         return nn.Dense(self.num_classes, name="Dense_1")(x)
+
+
+def lenet5_params(features: Sequence[int] = (20, 50, 500), classes: int = 10, side: int = 28) -> int:
+    """Parameters of ``LeNet5(classes, features)`` on ``side`` x ``side`` one-channel images:
+    431,080 for the Caffe variant on 28x28."""
+    c0, c1, hidden = features
+    flat = ((side - 4) // 2 - 4) // 2
+    return (25 * c0 + c0) + (25 * c0 * c1 + c1) + (flat * flat * c1 * hidden + hidden) + (hidden * classes + classes)
+
+
+def equal_size_lenet5(target: int, features: Sequence[int] = (20, 50, 500), classes: int = 10) -> tuple:
+    """LeNet-5's widths for about ``target`` parameters on 28x28 images (the narrow net of a
+    budget): every width of ``features`` scaled by the one factor that comes nearest
+    ``target``, then the dense width alone moved to the count nearest it (the channels are
+    coarse steps, the dense width a fine one)."""
+    c0, c1, hidden = features
+
+    def widths(k):
+        return tuple(max(1, round(f * k / hidden)) for f in features)
+
+    k = min(range(1, 4 * hidden + 1), key=lambda k: abs(lenet5_params(widths(k), classes) - target))
+    convs = widths(k)[:2]
+    fixed = lenet5_params((*convs, 0), classes)  # the convolutions and the output bias
+    per_unit = lenet5_params((*convs, 1), classes) - fixed  # a dense unit: its inputs, bias and outputs
+    return (*convs, max(1, round((target - fixed) / per_unit)))

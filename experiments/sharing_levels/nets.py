@@ -1,0 +1,43 @@
+"""The sharing-level study's models by a unit's ``model``: the deep balanced MLP (its width and
+depth in the unit) and LeNet-5 (Caffe variant); each one's dense size and its narrow net at a
+budget."""
+
+from __future__ import annotations
+
+from wsjax.models import MLP, LeNet5, equal_size_lenet5, equal_size_widths, lenet5_params, mlp_params
+
+MODELS = ("deep_mlp", "lenet5")
+#: the report's name for each model
+LABELS = {"deep_mlp": "Deep MLP", "lenet5": "LeNet-5"}
+
+
+def _check(unit: dict) -> str:
+    if unit["model"] not in MODELS:
+        raise ValueError(f"the sharing-level study has no model {unit['model']!r}; known: {MODELS}")
+    return unit["model"]
+
+
+def mlp_features(unit: dict) -> tuple[int, ...]:
+    return (unit["width"],) * unit["hidden_layers"] + (10,)
+
+
+def dense_params(unit: dict) -> int:
+    """The dense net's parameter count (weights and biases)."""
+    if _check(unit) == "lenet5":
+        return lenet5_params()
+    return mlp_params(mlp_features(unit), 784)
+
+
+def model(unit: dict):
+    """The flax module a unit trains: the dense architecture, or for ``narrow`` every width scaled
+    by one factor to ``budget x`` the dense parameters."""
+    narrow = unit.get("arm") == "narrow"
+    target = round(unit["budget"] * dense_params(unit)) if narrow else None
+    if _check(unit) == "lenet5":
+        return LeNet5(features=equal_size_lenet5(target) if narrow else (20, 50, 500))
+    features = mlp_features(unit)
+    return MLP(equal_size_widths(features, target, 784) if narrow else features)
+
+
+def widths(m) -> list[int]:
+    return list(m.features)
