@@ -108,8 +108,9 @@ def test_lenet5_grid_and_a_smoke_run_of_its_arms(tmp_path, monkeypatch):
     assert len(tune) == 3 * 2 + 9 * len(config.HASHING) + 3 and len(points) == 3 + 7 * 3 * 3
     assert all(u["model"] == "lenet5" and "width" not in u for u in tune + points)
     assert equal_size_lenet5(round(431_080 / 64)) == (2, 6, 60) and lenet5_params((2, 6, 60)) == 6_788
-    for bad in (dict(tying=("tied_all",)), dict(lottery_rounds=2), dict(model="vit")):
-        with pytest.raises(ValueError, match="deep MLP|deep MLP or LeNet-5"):
+    for bad, why in ((dict(tying=("tied_all",)), "no same-shape layers"), (dict(lottery_rounds=2), "deep MLP only"),
+                     (dict(model="resnet"), "runs one of")):
+        with pytest.raises(ValueError, match=why):
             config.Config(**{**dict(model="lenet5", tying=(), own_size=(), lottery_rounds=0), **bad})
     monkeypatch.setenv("WSJAX_STUDY_DIR", str(tmp_path))
     smoke, out = config.smoke_lenet5(), str(tmp_path / "sharing_levels")
@@ -129,6 +130,58 @@ def test_lenet5_grid_and_a_smoke_run_of_its_arms(tmp_path, monkeypatch):
     md = open(os.path.join(out, "results.md")).read()
     assert "# LeNet-5\n" in md and "**LeNet-5: " in md and "Plot: `pareto_lenet5.png`" in md
     assert os.path.getsize(os.path.join(out, "pareto_lenet5.png")) > 10_000
+
+
+def test_vit_grid_its_tied_sizes_are_the_transforms_and_a_smoke_run_of_its_arms(tmp_path, monkeypatch):
+    import jax
+    import jax.numpy as jnp
+
+    from wsjax.models import ViT, equal_size_vit, vit_params
+    from wsjax.sharing import free_params
+
+    cfg = config.vit()
+    assert cfg.dense_params() == vit_params() == 139_018 and cfg.tied_layers() == [f"Block_{i}" for i in range(4)]
+    # each tying arm's counted size is the free parameters of its transform on the real ViT
+    params = ViT().init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
+    for arm in cfg.tying:
+        t = run.transform_of({"arm": arm, "model": "vit", "depth": 4}, None)
+        assert free_params(t.init(jax.random.key(1), params)) == cfg.tied_params(arm), arm
+    assert cfg.tied_params("tied_all") == 139_018 - 3 * 33_472
+    every = {a: (1e-3, 1.0) for a in ("dense",) + config.BUDGETED + tuple(config.TYING)}
+    tune = cfg.tune_units("fashion_mnist", 0) + cfg.tune_units("fashion_mnist", 0, every)
+    points = cfg.point_units("fashion_mnist", 0, every)
+    assert len(tune) == 3 * (2 + len(config.TYING) + 1) + 9 * len(config.HASHING)
+    # dense, 7 budgeted arms at 3 budgets, 7 tying arms, the 2 controls at the 5 distinct tied sizes
+    assert len(points) == 3 * (1 + 7 * 3 + 7 + 2 * 5) and cfg.control_budgets()[0] == 0.2777
+    assert equal_size_vit(round(139_018 / 4)) == 32 and equal_size_vit(round(139_018 / 16)) == 16
+    with pytest.raises(ValueError, match="more same-shape"):
+        config.Config(model="vit", depth=3, tying=("tied_cycle_3",), own_size=(), lottery_rounds=0)
+    monkeypatch.setenv("WSJAX_STUDY_DIR", str(tmp_path))
+    smoke, out = config.smoke_vit(), str(tmp_path / "sharing_levels")
+    rows = run.run(smoke, "fashion_mnist", 0, out)
+    by = {r["config"]["arm"]: r for r in rows if r["config"]["kind"] == "point"}
+    assert set(by) == {"dense", "narrow", "roast", "pruned", "tied_cycle_2", "tied_scale_shift"}
+    for arm, r in by.items():
+        assert r["stored_bytes"] == os.path.getsize(os.path.join(out, r["file"])), arm
+    assert by["dense"]["test_accuracy"] > 0.2  # 300 images, one epoch: above chance (0.1)
+    for arm in smoke.tying:
+        assert by[arm]["free_params"] == smoke.tied_params(arm)
+    target = round(vit_params(width=16, depth=3) / 4)
+    assert by["narrow"]["widths"] == [8] * 3 and by["narrow"]["free_params"] == vit_params(width=8, depth=3)
+    assert abs(by["roast"]["free_params"] - target) <= 1
+    assert set(by["roast"]["collision_load"]) == {"Block_0", "Block_1", "Block_2", "embed", "head"}
+    assert by["pruned"]["stored_bytes"] <= by["pruned"]["target_bytes"]
+    md = open(os.path.join(out, "results.md")).read()
+    assert "# ViT\n" in md and "## Rule 3: tying" in md and "Plot: `pareto_vit.png`" in md
+    # models not chosen with --models: their stored rows in the report, nothing trained
+    n = len(open(os.path.join(out, "rows.jsonl")).readlines())
+    again = run.run([smoke, config.smoke_lenet5()], "fashion_mnist", 0, out,
+                    report_only=[smoke, config.smoke_lenet5()])
+    assert len(open(os.path.join(out, "rows.jsonl")).readlines()) == n
+    assert sorted(r["key"] for r in again) == sorted(r["key"] for r in rows)
+    assert "# LeNet-5\n" not in open(os.path.join(out, "results.md")).read()
+    with pytest.raises(SystemExit):  # argparse's one-line error
+        run.main(["--models", "resnet", "--out", str(tmp_path / "unused")])
 
 
 def _row(arm, budget, seed, test, val=None, kind="point"):

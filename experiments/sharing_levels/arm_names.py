@@ -3,6 +3,8 @@ hashing, which derive from a trained dense point, the tying variants and the con
 
 from __future__ import annotations
 
+#: the study's models, in run order
+MODELS = ("deep_mlp", "lenet5", "vit")
 WITHIN = ("hashed_layer", "hashed_uniform")
 CROSS = ("hashed_pool", "hashed_pool_scaled", "roast")
 HASHING = WITHIN + CROSS
@@ -26,6 +28,10 @@ CONTROLS = ("hashed_layer", "hashed_pool")
 DENSE = "dense"
 
 
-def tied_layers(hidden_layers: int) -> list[str]:
-    """The same-shape hidden layers a tying arm ties: Dense_1 .. Dense_{hidden_layers - 1}."""
-    return [f"Dense_{i}" for i in range(1, hidden_layers)]
+def tied_layers(model: str, hidden_layers: int = 0, depth: int = 0) -> list[str]:
+    """The same-shape layers a tying arm ties, in position order: the MLP's hidden layers
+    ``Dense_1 .. Dense_{hidden_layers - 1}``, the ViT's blocks ``Block_0 .. Block_{depth - 1}``
+    (every leaf of a block: attention, MLP and LayerNorms); none in LeNet-5."""
+    if model == "vit":
+        return [f"Block_{i}" for i in range(depth)]
+    return [f"Dense_{i}" for i in range(1, hidden_layers)] if model == "deep_mlp" else []

@@ -1,4 +1,5 @@
-"""The sharing-level study's config: the deep balanced MLP (every arm) and LeNet-5 (:func:`lenet5`).
+"""The sharing-level study's config: the deep balanced MLP (every arm), LeNet-5 (:func:`lenet5`)
+and the small ViT (:func:`vit`).
 
 Run: ``wsjax run sharing_levels [--quick] [--seed N]`` (or ``python -m experiments.sharing_levels``);
 writes ``experiments/results/sharing_levels/`` (``rows.jsonl``, one ``artifacts/<key>.wsjax``
@@ -40,17 +41,19 @@ from __future__ import annotations
 
 import dataclasses
 
-from wsjax.models import lenet5_params, mlp_params
+from wsjax.models import lenet5_params, mlp_params, vit_params
 
 from experiments.sharing_levels.arm_names import (BUDGETED, CONTROLS, DENSE, DERIVED, HASHING, LOTTERY, OWN_SIZE,
-                                                 SOFT, TYING)
+                                                 SOFT, TYING, MODELS, tied_layers)
 
 
 def _check(cfg: "Config") -> None:
-    if cfg.model not in ("deep_mlp", "lenet5"):
-        raise ValueError(f"the sharing-level study runs the deep MLP or LeNet-5, got model {cfg.model!r}")
-    if cfg.model != "deep_mlp" and (cfg.tying or "dynamic" in cfg.own_size or cfg.lottery_rounds):
-        raise ValueError("tying, DynamicNet and the lottery chain are built for the deep MLP only")
+    if cfg.model not in MODELS:
+        raise ValueError(f"the sharing-level study runs one of {MODELS}, got model {cfg.model!r}")
+    if cfg.model == "lenet5" and cfg.tying:
+        raise ValueError("LeNet-5 has no same-shape layers to tie")
+    if cfg.model != "deep_mlp" and ("dynamic" in cfg.own_size or cfg.lottery_rounds):
+        raise ValueError("DynamicNet and the lottery chain are built for the deep MLP only")
     if any(not 0 < b < 1 for b in cfg.budgets) or not cfg.budgets:
         raise ValueError(f"budgets are fractions of the dense net in (0, 1), got {cfg.budgets!r}")
     unknown = ([a for a in cfg.arms if a not in BUDGETED] + [a for a in cfg.tying if a not in TYING]
@@ -60,7 +63,7 @@ def _check(cfg: "Config") -> None:
                          f"own size: {OWN_SIZE}")
     if cfg.tune_budget not in cfg.budgets:
         raise ValueError(f"the tuning budget {cfg.tune_budget} must be one of the budgets")
-    if any(TYING[a][0] >= cfg.hidden_layers - 1 for a in cfg.tying):
+    if any(TYING[a][0] >= len(cfg.tied_layers()) for a in cfg.tying):
         raise ValueError("the tying arms need more same-shape hidden layers than unique copies")
     if min(cfg.seeds, cfg.extra_seeds, cfg.epochs, cfg.tune_epochs) < 1 or not cfg.lrs or not cfg.init_scales:
         raise ValueError("seeds, epochs and the tuning grids must be non-empty and positive")
@@ -73,9 +76,10 @@ def _check(cfg: "Config") -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    model: str = "deep_mlp"  # or "lenet5" (:func:`lenet5`): width and hidden_layers are the MLP's
-    width: int = 256
-    hidden_layers: int = 8
+    model: str = "deep_mlp"  # or "lenet5" (:func:`lenet5`) or "vit" (:func:`vit`)
+    width: int = 256  # the MLP's hidden width, the ViT's token width
+    hidden_layers: int = 8  # the MLP's
+    depth: int = 4  # the ViT's blocks
     budgets: tuple[float, ...] = (1 / 2, 1 / 4, 1 / 8, 1 / 16, 1 / 32, 1 / 64)
     arms: tuple[str, ...] = BUDGETED
     tying: tuple[str, ...] = tuple(TYING)
@@ -115,15 +119,32 @@ class Config:
         return (self.width,) * self.hidden_layers + (10,)
 
     def dense_params(self) -> int:
+        if self.model == "vit":
+            return vit_params(width=self.width, depth=self.depth)
         return mlp_params(self.features(), 784) if self.model == "deep_mlp" else lenet5_params()
+
+    def tied_layers(self) -> list[str]:
+        """The same-shape layers a tying arm ties (positions in order): the MLP's hidden layers
+        after the first (``Dense_1 ..``), the ViT's blocks (``Block_0 ..``); none in LeNet-5."""
+        return tied_layers(self.model, self.hidden_layers, self.depth)
+
+    def _tied_kernels(self) -> tuple[list[tuple[int, int]], int]:
+        """One tied position's kernels as (rows, cols) and its parameter count."""
+        w = self.width
+        if self.model == "vit":
+            r = 2  # the ViT's mlp_ratio
+            kernels = [(w, w)] * 4 + [(w, r * w), (r * w, w)]
+            return kernels, 4 * (w * w + w) + 4 * w + 2 * r * w * w + r * w + w
+        return [(w, w)], w * w + w
 
     def tied_params(self, arm: str) -> int:
         """A tying arm's free parameters: the dense net less the copies it drops, plus its
-        per-layer extras (a scale and a shift, or a rank-r LoRA, per tied kernel)."""
+        per-layer extras (a scale and a shift per output column, or a rank-r LoRA, per tied kernel)."""
         unique, _, multiplex, rank = TYING[arm]
-        w, positions = self.width, self.hidden_layers - 1
-        extra = {None: 0, "scale_shift": 2 * w, "lowrank": 2 * w * rank}[multiplex]
-        return self.dense_params() - (positions - unique) * (w * w + w) + positions * extra
+        kernels, per_position = self._tied_kernels()
+        positions = len(self.tied_layers())
+        extra = sum({None: 0, "scale_shift": 2 * c, "lowrank": rank * (r + c)}[multiplex] for r, c in kernels)
+        return self.dense_params() - (positions - unique) * per_position + positions * extra
 
     def tied_fraction(self, arm: str) -> float:
         return self.tied_params(arm) / self.dense_params()
@@ -141,7 +162,8 @@ class Config:
         return 784 * w + w + w * w + w + w * 10 + 10
 
     def _base(self, dataset: str) -> dict:
-        shape = {"width": self.width, "hidden_layers": self.hidden_layers} if self.model == "deep_mlp" else {}
+        shape = {"deep_mlp": {"width": self.width, "hidden_layers": self.hidden_layers}, "lenet5": {},
+                 "vit": {"width": self.width, "depth": self.depth}}[self.model]
         return {"model": self.model, **shape, "batch_size": self.batch_size, "final_lr_fraction": self.final_lr_fraction, "block": self.block,
                 "train_examples": self.train_examples, "validation": self.validation,
                 "test_examples": self.test_examples, "dataset": dataset}
@@ -236,9 +258,32 @@ def lenet5() -> Config:
                   epochs=8, tune_epochs=4, lottery_rounds=0)
 
 
+def vit() -> Config:
+    """The small ViT (7x7 patches, 16 tokens and a class token, width 64, 4 blocks, 4 heads:
+    139,018 parameters; the dense reference recipe's 10 epochs): 1/4, 1/8 and 1/16 of its
+    float32 file (its biases, LayerNorms and position embedding are 3 % of it, so 1/32 would
+    leave the hashed kernels almost nothing), 3 seeds, 5 tuning epochs at 1/8 on seed 0; the
+    narrow, hashing and pruned arms and every tying arm over its 4 blocks (ALBERT's all-tied,
+    Takase & Kiyono's sequence and cycle orders, MiniViT's scale and shift, a rank-8 LoRA)
+    with the hashing controls at the tying arms' sizes. Not run on the ViT: DynamicNet, the
+    lottery chain and the soft arms (built for the MLP)."""
+    return Config(model="vit", width=64, depth=4, budgets=(1 / 4, 1 / 8, 1 / 16), own_size=(),
+                  extra_seed_budgets=(), epochs=10, tune_epochs=5, lottery_rounds=0)
+
+
 def grid() -> list[Config]:
-    """The full study, in run order: the deep MLP, then LeNet-5."""
-    return [full(), lenet5()]
+    """The full study, in run order: the deep MLP, LeNet-5, the ViT."""
+    return [full(), lenet5(), vit()]
+
+
+def smoke_vit() -> Config:
+    """Seconds, for the test suite: a width-16, 3-block ViT's narrow, block-hashed, pruned and two
+    tying arms (an order and a multiplex)."""
+    return Config(model="vit", width=16, depth=3, budgets=(1 / 4,), arms=("narrow", "roast", "pruned"),
+                  tying=("tied_cycle_2", "tied_scale_shift"), own_size=(), seeds=1,
+                  extra_seed_budgets=(), epochs=1, tune_epochs=1, tune_budget=1 / 4, lrs=(3e-3,), init_scales=(1.0,),
+                  prune_rounds=1, lottery_rounds=0, block=4, train_examples=300, validation=100, test_examples=200,
+                  quick=True)
 
 
 def quick() -> Config:

@@ -1,14 +1,15 @@
 """The sharing-level study's models by a unit's ``model``: the deep balanced MLP (its width and
-depth in the unit) and LeNet-5 (Caffe variant); each one's dense size and its narrow net at a
-budget."""
+depth in the unit), LeNet-5 (Caffe variant) and the small ViT (its width and blocks in the
+unit); each one's dense size and its narrow net at a budget."""
 
 from __future__ import annotations
 
-from wsjax.models import MLP, LeNet5, equal_size_lenet5, equal_size_widths, lenet5_params, mlp_params
+from experiments.sharing_levels.arm_names import MODELS
+from wsjax.models import (MLP, LeNet5, ViT, equal_size_lenet5, equal_size_vit, equal_size_widths, lenet5_params,
+                          mlp_params, vit_params)
 
-MODELS = ("deep_mlp", "lenet5")
 #: the report's name for each model
-LABELS = {"deep_mlp": "Deep MLP", "lenet5": "LeNet-5"}
+LABELS = {"deep_mlp": "Deep MLP", "lenet5": "LeNet-5", "vit": "ViT"}
 
 
 def _check(unit: dict) -> str:
@@ -25,6 +26,8 @@ def dense_params(unit: dict) -> int:
     """The dense net's parameter count (weights and biases)."""
     if _check(unit) == "lenet5":
         return lenet5_params()
+    if unit["model"] == "vit":
+        return vit_params(width=unit["width"], depth=unit["depth"])
     return mlp_params(mlp_features(unit), 784)
 
 
@@ -35,9 +38,12 @@ def model(unit: dict):
     target = round(unit["budget"] * dense_params(unit)) if narrow else None
     if _check(unit) == "lenet5":
         return LeNet5(features=equal_size_lenet5(target) if narrow else (20, 50, 500))
+    if unit["model"] == "vit":
+        return ViT(width=equal_size_vit(target, depth=unit["depth"]) if narrow else unit["width"], depth=unit["depth"])
     features = mlp_features(unit)
     return MLP(equal_size_widths(features, target, 784) if narrow else features)
 
 
 def widths(m) -> list[int]:
-    return list(m.features)
+    """The layer widths a row records (the ViT's: its token width per block)."""
+    return [m.width] * m.depth if isinstance(m, ViT) else list(m.features)

@@ -46,7 +46,8 @@ def transform_of(unit: dict, compression: float | None):
         return identity()
     if arm in config.TYING:
         unique, order, multiplex, rank = config.TYING[arm]
-        layers, kw = arm_names.tied_layers(unit["hidden_layers"]), {"multiplex": multiplex, "rank": max(rank, 1)}
+        layers = arm_names.tied_layers(unit["model"], unit.get("hidden_layers", 0), unit.get("depth", 0))
+        kw = {"multiplex": multiplex, "rank": max(rank, 1)}
         return tied(layers, **kw) if unique == 1 else tied_in_order(layers, unique, order, **kw)
     kw = {"seed": unit["seed"], "init_scale": unit["init_scale"]}
     return {"hashed_layer": lambda: hashed(c, **kw), "hashed_uniform": lambda: hashed(c, budget="uniform", **kw),
@@ -122,8 +123,21 @@ def _summary(r: dict) -> str:
     return f"val {r['val_accuracy']:.4f} test {r['test_accuracy']:.4f}, {r['stored_bytes']:,} B ({r['seconds']:.0f} s)"
 
 
-def run(cfgs, dataset: str, seed: int, out: str) -> list[dict]:
-    """Tune, then train every point of each config (one per model, or one config), then the report."""
+def _cached(store: Store, units, compute=None, **_) -> list[dict]:
+    """The rows ``store`` already has for ``units`` (nothing is trained): a model not run now."""
+    return [r for r in map(store.get, units) if r is not None]
+
+
+def _tuned(units, rows) -> bool:
+    """Whether ``rows`` hold a setting for every arm of the tuning ``units`` (a report-only
+    model's tuning can be unfinished)."""
+    return {u["arm"] for u in units} <= set(tables.settings_from(rows))
+
+
+def run(cfgs, dataset: str, seed: int, out: str, report_only=()) -> list[dict]:
+    """Tune, then train every point of each config (one per model, or one config), then the report;
+    the configs in ``report_only`` (models not chosen with ``--models``) add the rows the store
+    already has to the report and train nothing."""
     cfgs = [cfgs] if isinstance(cfgs, config.Config) else list(cfgs)
     store = Store(out)
     # loaded and put on the device once, only when a unit needs it (a resumed run may need none)
@@ -134,15 +148,26 @@ def run(cfgs, dataset: str, seed: int, out: str) -> list[dict]:
     rows = []
     for cfg in cfgs:
         compute = lambda u, cfg=cfg: train_metrics(cfg, u, data(), store)  # noqa: E731
-        run_ = functools.partial(study.run_units, store, compute=compute, describe=_describe, summary=_summary)
+        units = _cached if cfg in report_only else study.run_units
+        run_ = functools.partial(units, store, compute=compute, describe=_describe, summary=_summary)
         tuned = run_(cfg.tune_units(dataset, seed))
         # the derived arms start from the dense point of seed 0, trained with the dense net's setting
-        tuned += run_(cfg.tune_units(dataset, seed, tables.settings_from(tuned)))
-        rows += tuned + run_(cfg.point_units(dataset, seed, tables.settings_from(tuned)))
+        if _tuned(cfg.tune_units(dataset, seed), tuned):
+            tuned += run_(cfg.tune_units(dataset, seed, tables.settings_from(tuned)))
+        done = _tuned(cfg.tune_units(dataset, seed) + cfg.tune_units(dataset, seed, {config.DENSE: (0, 0)}), tuned)
+        rows += tuned + (run_(cfg.point_units(dataset, seed, tables.settings_from(tuned))) if done else [])
     print(report.write(rows, cfgs, out, dataset))
     return rows
 
 
 def main(argv=None) -> list[dict]:
-    args = study.parse_args("sharing_levels", DESCRIPTION, argv=argv)
-    return run([config.quick()] if args.quick else config.grid(), args.dataset, args.seed, args.out)
+    def add(p):
+        p.add_argument("--models", nargs="+", choices=config.MODELS, default=None,
+                       help="train only these models (the report still shows every model's stored rows)")
+
+    args = study.parse_args("sharing_levels", DESCRIPTION, argv=argv, add_arguments=add)
+    if args.quick:
+        return run([config.quick()], args.dataset, args.seed, args.out)
+    cfgs = config.grid()
+    rest = [c for c in cfgs if args.models and c.model not in args.models]
+    return run(cfgs, args.dataset, args.seed, args.out, report_only=rest)

@@ -106,3 +106,16 @@ def vit_params(patch: int = 7, width: int = 64, depth: int = 4, mlp_ratio: int =
     embed = patch * patch * channels * width + width + width + tokens * width
     block = 4 * (width * width + width) + 4 * width + 2 * mlp_ratio * width * width + mlp_ratio * width + width
     return embed + depth * block + 2 * width + width * classes + classes
+
+
+def equal_size_vit(target: int, patch: int = 7, depth: int = 4, heads: int = 4, mlp_ratio: int = 2,
+                   classes: int = 10) -> int:
+    """The width (a multiple of ``heads``) of the ViT with ``depth`` blocks whose parameter count
+    comes nearest ``target``: the narrow net of a budget (the depth and head count stay)."""
+    target = checks.positive_int(target, "target")
+    heads = checks.positive_int(heads, "heads")
+    count = lambda w: vit_params(patch, w, depth, mlp_ratio, classes)  # noqa: E731
+    top = heads
+    while count(top) < target:
+        top += heads
+    return min(range(heads, top + 1, heads), key=lambda w: abs(count(w) - target))
