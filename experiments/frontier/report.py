@@ -97,8 +97,9 @@ def _pm(ms, digits=2, unit=""):
 
 def model_section(model: str, cl: dict, peer: dict | None, rows: list[dict], cfg: config.Config) -> str:
     lines = [f"## {model}\n"]
-    dense = sorted({round(r["dense_accuracy"], 4) for k, g in cl.items() if k[0] == model for r in g})
-    lines.append(f"Dense nets (one per seed): {', '.join(f'{100 * d:.2f} %' for d in dense)}.\n")
+    dense = {r["config"]["prune"]["seed"]: r["dense_accuracy"] for k, g in cl.items() if k[0] == model for r in g}
+    lines.append("Dense nets (one per seed): "
+                 + ", ".join(f"seed {s} {100 * d:.2f} %" for s, d in sorted(dense.items())) + ".\n")
     lines.append(level_table(cl, model))
     zipped, ours = peer_points(peer, rows) if peer else ([], [])
     if peer:
