@@ -81,3 +81,24 @@ def test_bad_folders_and_reserved_metric_names_are_refused(tmp_path):
         results.Store("")
     with pytest.raises(ValueError, match="reserved"):
         results.Store(tmp_path / "s").put(CFG, {"config": 1})
+
+
+def test_merge_adds_the_rows_it_lacks_with_their_artifacts_once(tmp_path):
+    Store = results.Store
+    here, there = Store(tmp_path / "here"), Store(tmp_path / "there")
+    shared, new = {"seed": 0}, {"seed": 1}
+    here.put(shared, {"test_accuracy": 0.5})
+    there.put(shared, {"test_accuracy": 0.5})
+    row = there.put(new, {"test_accuracy": 0.7})
+    there.write_artifact(new, ".wsjax", b"\x00net")
+    assert here.merge(there.folder) == 1 and here.merge(there) == 0  # once
+    assert here.get(new) == row and len(here.rows()) == 2
+    with open(here.artifact(new, ".wsjax"), "rb") as f:
+        assert f.read() == b"\x00net"
+    assert here.merge(here) == 0
+    forged = Store(tmp_path / "forged")
+    with open(forged.path, "w") as f:
+        f.write(json.dumps({"key": "0" * 16, "config": {"seed": 2}, "test_accuracy": 1.0}) + "\n")
+    with pytest.raises(ValueError, match="not the hash of its config"):
+        here.merge(forged)
+    assert len(here.rows()) == 2

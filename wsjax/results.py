@@ -142,3 +142,35 @@ class Store:
         path = self.artifact(config, suffix)
         atomic_write(path, data)
         return path
+
+    def merge(self, other: "Store | str | os.PathLike") -> int:
+        """Add the rows of ``other`` (a store written elsewhere: a GPU machine's run of the same
+        study) that this store lacks, each with its artifacts (the files of ``other/artifacts``
+        named by its key), copied before the row is appended; rows are kept as written (their
+        commit and time). A row whose key is not its config's raises ValueError before anything
+        is added. Returns the number of rows added."""
+        import shutil
+
+        other = other if isinstance(other, Store) else Store(other)
+        if os.path.realpath(other.folder) == os.path.realpath(self.folder):
+            return 0
+        incoming = other.rows()
+        for r in incoming:
+            if not isinstance(r.get("config"), Mapping) or r.get("key") != config_key(r["config"]):
+                raise ValueError(f"{other.path}: a row's key {r.get('key')!r} is not the hash of its config")
+        have = {(r.get("key"), json.dumps(r.get("config"), sort_keys=True)) for r in self.rows()}
+        files = os.listdir(os.path.join(other.folder, ARTIFACTS))
+        added = 0
+        for r in incoming:
+            mark = (r["key"], json.dumps(r["config"], sort_keys=True))
+            if mark in have:
+                continue
+            for name in files:
+                if name.startswith(r["key"] + "."):
+                    target = os.path.join(self.folder, ARTIFACTS, name)
+                    shutil.copyfile(os.path.join(other.folder, ARTIFACTS, name), target + ".part")
+                    os.replace(target + ".part", target)
+            append_line(self.path, json.dumps(r, sort_keys=False))
+            have.add(mark)
+            added += 1
+        return added
