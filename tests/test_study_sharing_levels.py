@@ -233,3 +233,28 @@ def test_the_rules_follow_the_rows():
     assert report.model_verdict(per_budget[:1]) == "yes"
     assert study_report.verdict(-0.3, 0.1, 0.5) == "as good" and study_report.verdict(-0.3, 0.5, 0.5) == "inconclusive"
     assert study_report.verdict(0.2, 0.3, 0) == "tied"
+
+
+def test_the_anchors_follow_the_rows():
+    anchors = discover.load("sharing_levels", "anchors")
+    rows = []
+    for s in range(3):
+        e = 0.001 * s
+        rows += [_row("hashed_layer", 1 / 8, s, 0.870 + e), _row("hashed_pool", 1 / 8, s, 0.880 + e),
+                 _row("pruned", 1 / 8, s, 0.890 + e), _row("dense", None, s, 0.900 + e),
+                 _row("tied_all", None, s, 0.870 + e), _row("tied_scale_shift", None, s, 0.895 + e),
+                 _row("tied_lora_8", None, s, 0.872 + e)]
+        rows[-7]["seconds"], rows[-6]["seconds"] = 10.0, 30.0
+    for scale, val in ((0.5, 0.80), (1.0, 0.85), (2.0, 0.84)):
+        rows.append({**_row("roast", 1 / 8, 0, val, kind="tune"), "config": {
+            "kind": "tune", "arm": "roast", "budget": 1 / 8, "seed": 0, "lr": 1e-3, "init_scale": scale}})
+    cs = report.cells(rows)
+    md = anchors.anchors_md(rows, cs, config.full())
+    line = {row.split(" | ")[0].lstrip("| ") + row.split(" | ")[1][:20]: row for row in md.splitlines() if row.startswith("| ")}
+    assert line["ROASTone global pool beat"].endswith("| holds |")  # +1 point at every seed
+    assert line["STABLE-RPSrandomized sharing m"].endswith("| does not hold |")  # 1 point below pruning
+    assert "roast 5.00" in line["STABLE-RPSROAST is sensitive t"]
+    assert "tied_all` - dense -3.00" in line["ALBERTtying all layers cos"]
+    assert "83 % of the 3.00 points" in line["MiniViTa per-layer scale an"] and line["MiniViTa per-layer scale an"].endswith("| holds |")
+    assert line["Relaxed Recursivea per-layer LoRA (ra"].endswith("| does not hold |")
+    assert anchors.anchors_md([], {}, config.full()) == ""

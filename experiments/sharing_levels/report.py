@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from experiments.sharing_levels import arm_names, arms, config, nets
+from experiments.sharing_levels.anchors import anchors_md
 from experiments.sharing_levels.arms import lottery_md, points
 from experiments.sharing_levels.tables import budget_label, collisions_md, points_md, settings_md
 from wsjax import study
@@ -174,10 +175,10 @@ def pareto_plot(cs: dict, path: str, model: str = "deep_mlp") -> None:
 
 
 def model_md(rows: list[dict], cfg, out: str) -> str:
-    """One model's results: tuning, every point, the rules' verdicts, the lottery chain, the
-    collision load and its Pareto plot (``pareto_<model>.png``), from that model's rows."""
+    """One model's results: tuning, every point, the rules' verdicts, the published anchors beside
+    them, the lottery chain, the collision load and its Pareto plot (``pareto_<model>.png``), from that model's rows."""
     cs = cells(rows, cfg.budgets)
-    body = settings_md(rows) + "\n" + points_md(cs) + "\n" + rules_md(cs, cfg)
+    body = settings_md(rows) + "\n" + points_md(cs) + "\n" + rules_md(cs, cfg) + "\n" + anchors_md(rows, cs, cfg)
     body += "\n" + lottery_md(rows) + "\n" + collisions_md(cs)
     if cs:
         name = f"pareto_{cfg.model}.png"
