@@ -97,8 +97,12 @@ def test_merge_adds_the_rows_it_lacks_with_their_artifacts_once(tmp_path):
         assert f.read() == b"\x00net"
     assert here.merge(here) == 0
     forged = Store(tmp_path / "forged")
-    with open(forged.path, "w") as f:
+    forged.put({"seed": 3}, {"test_accuracy": 0.9})  # a valid new row before the forged one
+    with open(forged.path, "a") as f:
         f.write(json.dumps({"key": "0" * 16, "config": {"seed": 2}, "test_accuracy": 1.0}) + "\n")
     with pytest.raises(ValueError, match="not the hash of its config"):
         here.merge(forged)
-    assert len(here.rows()) == 2
+    assert len(here.rows()) == 2  # nothing added, the valid row neither
+    with pytest.raises(ValueError, match="not a results store"):
+        here.merge(tmp_path / "missing")
+    assert not os.path.exists(tmp_path / "missing")

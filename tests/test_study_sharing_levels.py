@@ -257,3 +257,24 @@ def test_the_anchors_follow_the_rows():
     assert "83 % of the 3.00 points" in line["MiniViTa per-layer scale an"] and line["MiniViTa per-layer scale an"].endswith("| holds |")
     assert line["Relaxed Recursivea per-layer LoRA (ra"].endswith("| does not hold |")
     assert anchors.anchors_md([], {}, config.full()) == ""
+
+
+def test_anchor_readings_name_ties_and_single_seeds_for_what_they_are():
+    anchors = discover.load("sharing_levels", "anchors")
+    assert anchors.beats_reading(["tied", "tied"]) == "not shown"
+    assert anchors.beats_reading(["better", "tied"]) == "holds at some budgets"
+    assert anchors.beats_reading(["better", "worse"]) == "mixed" and anchors.beats_reading(["worse", "tied"]) == "does not hold"
+    assert anchors.matches_reading(["inconclusive"]) == "inconclusive" and anchors.matches_reading(["tied", "better"]) == "holds"
+    assert anchors.matches_reading(["worse", "tied"]) == "mixed" and anchors.matches_reading(["worse"]) == "does not hold"
+    # one seed (a quick run): every reading inconclusive, no KeyError
+    rows = [_row("hashed_layer", 1 / 8, 0, 0.80), _row("hashed_pool", 1 / 8, 0, 0.85), _row("pruned", 1 / 8, 0, 0.75),
+            _row("dense", None, 0, 0.90), _row("tied_all", None, 0, 0.85), _row("tied_scale_shift", None, 0, 0.88)]
+    md = anchors.anchors_md(rows, report.cells(rows), config.quick())
+    readings = [line.rsplit(" | ", 1)[1].rstrip(" |") for line in md.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert readings == ["not shown", "inconclusive", "inconclusive", "inconclusive"], readings
+    # noisy seeds: a pool ahead by 0.3 +- 0.6 points is tied, so ROAST's claim is not shown
+    noisy = []
+    for s, d in enumerate((0.009, -0.003, 0.003)):
+        noisy += [_row("hashed_layer", 1 / 8, s, 0.80), _row("hashed_pool", 1 / 8, s, 0.80 + d)]
+    md = anchors.anchors_md(noisy, report.cells(noisy), config.full())
+    assert "(tied at 1 of 1 budgets) | not shown |" in md

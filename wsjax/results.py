@@ -145,21 +145,29 @@ class Store:
 
     def merge(self, other: "Store | str | os.PathLike") -> int:
         """Add the rows of ``other`` (a store written elsewhere: a GPU machine's run of the same
-        study) that this store lacks, each with its artifacts (the files of ``other/artifacts``
-        named by its key), copied before the row is appended; rows are kept as written (their
-        commit and time). A row whose key is not its config's raises ValueError before anything
-        is added. Returns the number of rows added."""
-        import shutil
-
-        other = other if isinstance(other, Store) else Store(other)
+        study) that this store lacks, each with its artifacts (the regular files of
+        ``other/artifacts`` named by its key), written atomically before the row is appended;
+        rows are kept as written (their commit and time). ValueError, before anything is
+        added, for a folder that is not a store or a row whose key is not its config's.
+        Returns the number of rows added."""
+        if not isinstance(other, Store):
+            if not os.path.isfile(os.path.join(os.fspath(other), ROWS)):
+                raise ValueError(f"{os.fspath(other)!r} is not a results store (no {ROWS})")
+            other = Store(other)
         if os.path.realpath(other.folder) == os.path.realpath(self.folder):
             return 0
         incoming = other.rows()
         for r in incoming:
-            if not isinstance(r.get("config"), Mapping) or r.get("key") != config_key(r["config"]):
+            try:
+                ok = isinstance(r.get("config"), Mapping) and r.get("key") == config_key(r["config"])
+            except TypeError:
+                ok = False
+            if not ok:
                 raise ValueError(f"{other.path}: a row's key {r.get('key')!r} is not the hash of its config")
         have = {(r.get("key"), json.dumps(r.get("config"), sort_keys=True)) for r in self.rows()}
-        files = os.listdir(os.path.join(other.folder, ARTIFACTS))
+        folder = os.path.join(other.folder, ARTIFACTS)
+        files = [n for n in sorted(os.listdir(folder)) if not n.endswith(".part")
+                 and not os.path.islink(os.path.join(folder, n)) and os.path.isfile(os.path.join(folder, n))]
         added = 0
         for r in incoming:
             mark = (r["key"], json.dumps(r["config"], sort_keys=True))
@@ -167,9 +175,8 @@ class Store:
                 continue
             for name in files:
                 if name.startswith(r["key"] + "."):
-                    target = os.path.join(self.folder, ARTIFACTS, name)
-                    shutil.copyfile(os.path.join(other.folder, ARTIFACTS, name), target + ".part")
-                    os.replace(target + ".part", target)
+                    with open(os.path.join(folder, name), "rb") as f:
+                        atomic_write(os.path.join(self.folder, ARTIFACTS, name), f.read())
             append_line(self.path, json.dumps(r, sort_keys=False))
             have.add(mark)
             added += 1

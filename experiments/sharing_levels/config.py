@@ -143,6 +143,10 @@ class Config:
         unique, _, multiplex, rank = TYING[arm]
         kernels, per_position = self._tied_kernels()
         positions = len(self.tied_layers())
+        # the count below assumes what tying.py does for these arms: every position multiplexed
+        # (one copy) and a LoRA rank under every kernel's rows and columns (tying.py caps it)
+        if multiplex and unique != 1 or multiplex == "lowrank" and rank > min(min(k) for k in kernels):
+            raise ValueError(f"{arm}: tied_params counts multiplexing of one copy with rank <= every kernel's sides")
         extra = sum({None: 0, "scale_shift": 2 * c, "lowrank": rank * (r + c)}[multiplex] for r, c in kernels)
         return self.dense_params() - (positions - unique) * per_position + positions * extra
 

@@ -9,8 +9,8 @@
 # After it, here (FILES is the folder the call's OUT came back to):
 #   .venv/bin/python -c "from wsjax.results import Store; \
 #     print(Store('experiments/results/sharing_levels').merge('FILES/sharing_levels'))"
-# then regenerate the report (`python -m experiments.sharing_levels --models vit`, which trains
-# nothing once every ViT unit has a row) and commit the rows and files.
+# then regenerate the report (`python -m experiments.sharing_levels --report-only`: it trains
+# nothing) and commit the rows and files.
 # Where jax sees no GPU the script stops, unless WSJAX_DEVICE_DRY=1 (to check the script on a CPU).
 set -uo pipefail
 OUT=${1:?usage: bash experiments/sharing_levels/device.sh OUT [LIMIT_SECONDS]}
@@ -30,14 +30,14 @@ PY
 
 START=$(mktemp)
 before=$(wc -l < "$STUDY/rows.jsonl")
-timeout "$LIMIT" $PY -m experiments.sharing_levels --models vit > "$OUT/vit.log" 2>&1
+timeout -k 30 "$LIMIT" $PY -m experiments.sharing_levels --models vit --out "$STUDY" > "$OUT/vit.log" 2>&1
 rc=$?
 # what this call wrote: the rows (the whole file: merge adds only the rows the store lacks) and
 # the artifacts newer than its start
 cp "$STUDY/rows.jsonl" "$OUT/sharing_levels/"
 find "$STUDY/artifacts" -type f -newer "$START" -exec cp {} "$OUT/sharing_levels/artifacts/" \;
 after=$(wc -l < "$STUDY/rows.jsonl")
-echo "rc $rc (124: stopped at the ${LIMIT} s limit, resumable); $((after - before)) new rows," \
+echo "rc $rc (124 or 137: stopped at the ${LIMIT} s limit, resumable); $((after - before)) new rows," \
      "$(ls "$OUT/sharing_levels/artifacts" | wc -l) new files" | tee -a "$OUT/env.txt"
 tail -3 "$OUT/vit.log"
-[ "$rc" = 0 ] || [ "$rc" = 124 ]
+[ "$rc" = 0 ] || [ "$rc" = 124 ] || [ "$rc" = 137 ]

@@ -128,12 +128,6 @@ def _cached(store: Store, units, compute=None, **_) -> list[dict]:
     return [r for r in map(store.get, units) if r is not None]
 
 
-def _tuned(units, rows) -> bool:
-    """Whether ``rows`` hold a setting for every arm of the tuning ``units`` (a report-only
-    model's tuning can be unfinished)."""
-    return {u["arm"] for u in units} <= set(tables.settings_from(rows))
-
-
 def run(cfgs, dataset: str, seed: int, out: str, report_only=()) -> list[dict]:
     """Tune, then train every point of each config (one per model, or one config), then the report;
     the configs in ``report_only`` (models not chosen with ``--models``) add the rows the store
@@ -150,11 +144,14 @@ def run(cfgs, dataset: str, seed: int, out: str, report_only=()) -> list[dict]:
         compute = lambda u, cfg=cfg: train_metrics(cfg, u, data(), store)  # noqa: E731
         units = _cached if cfg in report_only else study.run_units
         run_ = functools.partial(units, store, compute=compute, describe=_describe, summary=_summary)
-        tuned = run_(cfg.tune_units(dataset, seed))
-        # the derived arms start from the dense point of seed 0, trained with the dense net's setting
-        if _tuned(cfg.tune_units(dataset, seed), tuned):
-            tuned += run_(cfg.tune_units(dataset, seed, tables.settings_from(tuned)))
-        done = _tuned(cfg.tune_units(dataset, seed) + cfg.tune_units(dataset, seed, {config.DENSE: (0, 0)}), tuned)
+        # a report-only model's tuning can be unfinished: its points follow only a complete grid
+        first = cfg.tune_units(dataset, seed)
+        tuned = run_(first)
+        done = len(tuned) == len(first)
+        if done:  # the derived arms start from the dense point of seed 0, trained with the dense net's setting
+            second = cfg.tune_units(dataset, seed, tables.settings_from(tuned))
+            more = run_(second)
+            tuned, done = tuned + more, len(more) == len(second)
         rows += tuned + (run_(cfg.point_units(dataset, seed, tables.settings_from(tuned))) if done else [])
     print(report.write(rows, cfgs, out, dataset))
     return rows
@@ -164,10 +161,12 @@ def main(argv=None) -> list[dict]:
     def add(p):
         p.add_argument("--models", nargs="+", choices=config.MODELS, default=None,
                        help="train only these models (the report still shows every model's stored rows)")
+        p.add_argument("--report-only", action="store_true",
+                       help="train nothing: write the report from the rows the store has")
 
     args = study.parse_args("sharing_levels", DESCRIPTION, argv=argv, add_arguments=add)
     if args.quick:
         return run([config.quick()], args.dataset, args.seed, args.out)
     cfgs = config.grid()
-    rest = [c for c in cfgs if args.models and c.model not in args.models]
+    rest = [c for c in cfgs if args.report_only or (args.models and c.model not in args.models)]
     return run(cfgs, args.dataset, args.seed, args.out, report_only=rest)
