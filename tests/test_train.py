@@ -50,10 +50,22 @@ def test_scan_and_python_loops_agree_and_runs_are_deterministic():
     assert not np.allclose(d.theta["Dense_0"]["kernel"], c.theta["Dense_0"]["kernel"])
 
 
-def test_auto_loop_picks_a_mode():
+def test_auto_loop_picks_a_mode_and_the_environment_can_fix_it(monkeypatch):
+    from wsjax.train import loop as train_loop
+
+    monkeypatch.delenv(train_loop.LOOP_ENV, raising=False)  # the suite fixes it (tests/conftest.py)
+    monkeypatch.setattr(train_loop, "_AUTO_CHOICE", {})
     train, _, params, loss_fn, _ = _digits_setup(8)
     r = fit(loss_fn, params, optax.sgd(0.1), train, epochs=1, batch_size=100, progress=False)
-    assert r.history[0]["loop"] in ("scan", "python")
+    assert r.history[0]["loop"] in ("scan", "python") and len(train_loop._AUTO_CHOICE) == 1  # measured
+    monkeypatch.setattr(train_loop, "_AUTO_CHOICE", {})
+    for fixed in ("scan", "python"):
+        monkeypatch.setenv(train_loop.LOOP_ENV, fixed)
+        r = fit(loss_fn, params, optax.sgd(0.1), train, epochs=1, batch_size=100, progress=False)
+        assert r.history[0]["loop"] == fixed and not train_loop._AUTO_CHOICE  # nothing measured
+    monkeypatch.setenv(train_loop.LOOP_ENV, "unrolled")
+    with pytest.raises(ValueError, match="WSJAX_LOOP must be one of"):
+        fit(loss_fn, params, optax.sgd(0.1), train, epochs=1, batch_size=100, progress=False)
 
 
 def test_resume_gives_the_uninterrupted_result(tmp_path):

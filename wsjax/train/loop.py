@@ -13,7 +13,9 @@ with no host round trip per step (losses are summed on the device and read once 
 the next is timed; shorter epochs time copies) and keeps the faster one for the backend
 and step (cached per process); on XLA:CPU a scan over conv steps can be several
 times slower than the loop, while small dense steps favour the scan (see
-``benchmarks/epoch_loop.py``). Both modes compute the same updates.
+``benchmarks/epoch_loop.py``). Both modes compute the same updates. The environment
+variable ``WSJAX_LOOP`` (``'scan'`` or ``'python'``) fixes the loop of every fit asked for
+``'auto'``, without measuring (one compile per net instead of two).
 
 Before training, ``fit`` checks its data against the model: one ``jax.eval_shape`` of the
 loss on a batch (an error naming the shapes), finite inputs, and for a :func:`classifier`
@@ -49,6 +51,7 @@ signature, which misreads ``functools.partial`` objects, lambdas with defaults a
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from typing import Any, Callable, NamedTuple
@@ -65,6 +68,9 @@ from wsjax.train import checkpoint as ckpt
 from wsjax.train.sharding import DataParallel
 
 LOOPS = ("auto", "scan", "python")
+#: the environment variable that fixes the loop of every ``fit`` asked for ``'auto'`` (no
+#: measuring: one compile per net instead of two; both loops compute the same updates)
+LOOP_ENV = "WSJAX_LOOP"
 ON_NONFINITE = ("raise", "skip", "continue")
 _AUTO_CHOICE: dict[Any, str] = {}
 # The loss keys' stream: ``fold_in(key(seed), LOSS_KEY_STREAM)``, apart from the shuffles'
@@ -325,6 +331,10 @@ def fit(
     seed = checks.seed(seed)
     if loop not in LOOPS:
         raise ValueError(f"loop must be one of {LOOPS}, got {loop!r}")
+    if loop == "auto" and os.environ.get(LOOP_ENV):
+        loop = os.environ[LOOP_ENV]
+        if loop not in LOOPS:
+            raise ValueError(f"{LOOP_ENV} must be one of {LOOPS}, got {loop!r}")
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
     n = len(x)
