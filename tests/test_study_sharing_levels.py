@@ -172,6 +172,7 @@ def test_vit_grid_its_tied_sizes_are_the_transforms_and_a_smoke_run_of_its_arms(
     assert set(by["roast"]["collision_load"]) == {"Block_0", "Block_1", "Block_2", "embed", "head"}
     md = open(os.path.join(out, "results.md")).read()
     assert "# ViT\n" in md and "## Rule 3: tying" in md and "Plot: `pareto_vit.png`" in md
+    assert "| ViT | 4 | " in md  # the verdicts' table: its point rows
     # models not chosen with --models: their stored rows in the report, nothing trained
     n = len(open(os.path.join(out, "rows.jsonl")).readlines())
     again = run.run([smoke, config.smoke_lenet5()], "fashion_mnist", 0, out,

@@ -161,8 +161,7 @@ def _tying(cs: dict, cfg) -> list[str]:
 
 def anchors_md(rows: list[dict], cs: dict, cfg) -> str:
     """The anchors' table for one model ('' when none of its comparisons has rows yet)."""
-    budgets = sorted({b for (_, b) in cs if b is not None and any(abs(b - g) < 1e-12 for g in cfg.budgets)},
-                     reverse=True)
+    budgets = tables.grid_budgets(cs, cfg)
     lines = _roast(cs, budgets) + _stable_rps(rows, cs, budgets) + _tying(cs, cfg)
     if not lines:
         return ""

@@ -11,7 +11,7 @@ import numpy as np
 from experiments.sharing_levels import arm_names, arms, config, nets
 from experiments.sharing_levels.anchors import anchors_md
 from experiments.sharing_levels.arms import lottery_md, points
-from experiments.sharing_levels.tables import budget_label, collisions_md, points_md, settings_md
+from experiments.sharing_levels.tables import budget_label, collisions_md, grid_budgets, points_md, settings_md
 from wsjax import study
 from wsjax.io import atomic_write
 from wsjax.study import interval_text, paired, verdict
@@ -101,9 +101,7 @@ def model_verdict(per_budget) -> str:
 
 
 def rules_md(cs: dict, cfg) -> str:
-    # the grid's budgets only: the controls' budgets (the tying arms' sizes) belong to rule 3
-    budgets = sorted({b for (_, b) in cs if b is not None and any(abs(b - g) < 1e-12 for g in cfg.budgets)},
-                     reverse=True)
+    budgets = grid_budgets(cs, cfg)  # the controls' budgets (the tying arms' sizes) belong to rule 3
     per_budget = cross_vs_within(cs, [b for b in budgets if any((a, b) in cs for a in arm_names.CROSS)])
     lines = ["## Rule 1-2: cross-layer against within-layer hashing", "",
              "At each budget the cross-layer contender is the best of " + ", ".join(arm_names.CROSS) + " and the "
@@ -187,6 +185,25 @@ def model_md(rows: list[dict], cfg, out: str) -> str:
     return body
 
 
+def verdicts_md(by_model: dict, cfgs) -> str:
+    """One line per model with rows: rule 2's answer and rule 4's, budget by budget."""
+    lines = ["## Verdicts per model (details and intervals in each model's section)", "",
+             "| model | point rows | cross-layer as good as within-layer (rule 2) | by budget | sharing against "
+             "pruning (rule 4), by budget |", "|---|---|---|---|---|"]
+    for c in cfgs:
+        rs = by_model[c.model]
+        if not rs:
+            continue
+        cs = cells(rs, c.budgets)
+        budgets = grid_budgets(cs, c)
+        rule2 = cross_vs_within(cs, budgets)
+        rule4 = sharing_vs_pruning(cs, budgets)
+        label = lambda per: ", ".join(f"{budget_label(p[0])} {p[-1]}" for p in per) or "no points yet"  # noqa: E731
+        lines.append(f"| {nets.LABELS[c.model]} | {sum(r['config']['kind'] == 'point' for r in rs)} | "
+                     f"{model_verdict(rule2)} | {label(rule2)} | {label(rule4)} |")
+    return "\n".join(lines) + "\n"
+
+
 def write(rows: list[dict], cfgs, out: str, dataset: str) -> str:
     """results.md (the pre-registration, then per model its results) and results.json;
     ``cfgs``: the study's configs (one per model) or one config."""
@@ -204,7 +221,7 @@ def write(rows: list[dict], cfgs, out: str, dataset: str) -> str:
               "narrow, pruned and tying arms (`vit`). A model with no section below has no rows yet.", ""]
     parts = [f"# {nets.LABELS[c.model]}\n\n" + model_md(by_model[c.model], c, out)
              for c in cfgs if by_model[c.model]]
-    body = "\n".join(status) + "\n" + "\n".join(parts)
+    body = "\n".join(status) + "\n" + verdicts_md(by_model, cfgs) + "\n" + "\n".join(parts)
     table = study.write_results(out, "sharing_levels", dataset, quick, rows, columns=COLUMNS)
     atomic_write(os.path.join(out, "results.md"),
                  (prereg + "\n\n# Results\n\n" + body + "\n## Every row\n\n" + table).encode())

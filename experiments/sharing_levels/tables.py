@@ -16,6 +16,13 @@ def budget_label(b) -> str:
     return f"1/{round(1 / b)}" if abs(1 / b - round(1 / b)) < 1e-6 else f"{b:.3f}"
 
 
+def grid_budgets(cs: dict, cfg) -> list[float]:
+    """The grid's budgets that have cells, largest first (the controls' budgets, the tying
+    arms' sizes, are not the grid's)."""
+    return sorted({b for (_, b) in cs if b is not None and any(abs(b - g) < 1e-12 for g in cfg.budgets)},
+                  reverse=True)
+
+
 def settings_from(rows: list[dict]) -> dict:
     """``{arm: (lr, init_scale)}``: the tuning run with the best last-epoch validation accuracy
     (ties: the smaller learning rate, then the scale nearer 1)."""
