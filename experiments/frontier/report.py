@@ -224,10 +224,15 @@ def write(rows: list[dict], peers: dict, cfg: config.Config, out: str, dataset: 
             plot.frontier(model, cl, peers.get(model), main, os.path.join(out, f"frontier_{model}.png"))
         sections.append(confirm.section(model, [r for r in rows if cfg.is_confirm(r)], peers.get(model), main, cfg))
     sections = [s for s in sections if s]
+    verdicts = [line for sec in sections for line in sec.splitlines()
+                if line.startswith(("**Verdict", "**Confirmation verdict"))]
+    answer = ("## The answer\n\nWhere a confirmation on fresh seeds exists it decides for its model (it was "
+              "pre-registered after the full run missed the goal there; `experiments/frontier/config.py`):\n\n"
+              + "\n".join(f"- {v}" for v in verdicts) + "\n\n") if verdicts else ""
     head = ("Every byte count is the size of a file the study wrote (the peer: its zipped .tflite); accuracy "
             "is the model read back from it. Mean ± sample std over seeds; a drop is against each seed's own "
             "dense net. Decision rule and recipe: `experiments/frontier/config.py`.\n\n")
-    body = f"# frontier on {dataset}{' (quick)' if cfg.quick else ''}\n\n" + head + "\n\n".join(sections)
+    body = f"# frontier on {dataset}{' (quick)' if cfg.quick else ''}\n\n" + head + answer + "\n\n".join(sections)
     atomic_write(os.path.join(out, "results.md"), body.encode())
     payload = {"experiment": "frontier", "dataset": dataset, "quick": cfg.quick, "rows": rows, "peers": peers}
     atomic_write(os.path.join(out, "results.json"), json.dumps(payload, indent=1, default=float).encode())
