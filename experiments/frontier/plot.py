@@ -8,16 +8,18 @@ from experiments.frontier import report
 from wsjax import study
 
 
-def frontier(model: str, cl: dict, peer: dict | None, rows: list[dict], path: str) -> None:
-    """Write ``model``'s plot to ``path``: one line per variant (mean over seeds, 95 % bars), the peer's points."""
+def frontier(model: str, cl: dict, peer: dict | None, rows: list[dict], path: str, emphasis: str = "best",
+             title: str = "") -> None:
+    """Write ``model``'s plot to ``path``: one line per variant (mean over seeds, 95 % bars; ``emphasis``
+    drawn bold), the peer's points; ``title`` is added to the plot's title."""
     plt = study.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for v in ("best",) + tuple(sorted({k[1] for k in cl if k[0] == model} - {"best"})):
+    for v in (emphasis,) + tuple(sorted({k[1] for k in cl if k[0] == model} - {emphasis})):
         groups = sorted(((lv, g) for (m, vv, lv), g in cl.items() if m == model and vv == v), key=lambda t: t[0])
         if not groups:
             continue
         x = [sum(r["stored_bytes"] for r in g) / len(g) / 1000 for _, g in groups]
-        style = dict(marker="o", lw=2) if v == "best" else dict(marker=".", lw=0.8, alpha=0.7)
+        style = dict(marker="o", lw=2) if v == emphasis else dict(marker=".", lw=0.8, alpha=0.7)
         study.errorbars(ax, x, [[100 * r["test_accuracy"] for r in g] for _, g in groups], label=v, **style)
     if peer:
         zipped, ours = report.peer_points(peer, rows)
@@ -31,5 +33,5 @@ def frontier(model: str, cl: dict, peer: dict | None, rows: list[dict], path: st
         axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(int(v))[0] in "1235" else ""))
     study.finish_axes(ax, "stored bytes (KB, real files)", "test accuracy (%)",
-                      f"{model} on Fashion-MNIST: accuracy against bytes")
+                      f"{model} on Fashion-MNIST: accuracy against bytes{title}")
     study.save_figure(fig, path)

@@ -222,7 +222,15 @@ def write(rows: list[dict], peers: dict, cfg: config.Config, out: str, dataset: 
         if any(k[0] == model for k in cl):
             sections.append(model_section(model, cl, peers.get(model), main, cfg))
             plot.frontier(model, cl, peers.get(model), main, os.path.join(out, f"frontier_{model}.png"))
-        sections.append(confirm.section(model, [r for r in rows if cfg.is_confirm(r)], peers.get(model), main, cfg))
+        confirm_rows = [r for r in rows if cfg.is_confirm(r)]
+        section = confirm.section(model, confirm_rows, peers.get(model), main, cfg)
+        pick = confirm.chosen(cells(confirm_rows), model, cfg.confirm["candidates"]) if section else None
+        if pick:
+            name = f"frontier_{model}_confirmation.png"
+            plot.frontier(model, cells(confirm_rows), peers.get(model), main, os.path.join(out, name), emphasis=pick,
+                          title=" (confirmation)")
+            section += f"\nPlot: `{name}` (the confirmation's seeds; ours in bold).\n"
+        sections.append(section)
     sections = [s for s in sections if s]
     verdicts = [line for sec in sections for line in sec.splitlines()
                 if line.startswith(("**Verdict", "**Confirmation verdict"))]
