@@ -19,18 +19,8 @@ Two phases:
   every seed, and the controls (``hashed_layer``, ``hashed_pool``) at the tying arms' byte
   fractions, each with its arm's setting, trained for ``epochs`` epochs.
 
-Two kinds of arm do not train from a random initialisation at a budget: ``pruned`` (``DERIVED``)
-prunes the trained dense point of its seed to the budget's *bytes* (the kept fraction whose
-sparse file fits ``budget x`` the dense float32 bytes), in ``prune_rounds`` rounds each
-retrained; its tuning runs after the others' (it needs the dense net's setting). ``dynamic``
-(``OWN_SIZE``, seed 002's DynamicNet: one hidden layer run a random 0..``max_repeats`` times per
-step) runs at its own size, scored at the depth chosen on validation.
-
-Budgets are fractions of the dense net's free parameters: a hashing arm hashes the kernels at
-the compression that leaves ``budget * dense`` free parameters with the biases (and, for
-``hashed_pool_scaled``, its scales); ``narrow`` scales every hidden width to the same count.
-Every row's ``stored_bytes`` is the size of the file the net was written to and read back from
-(headers and hash specs included: the bytes, not the counts, are compared).
+``pruned`` and ``dynamic`` are described in ``derived.py``; budgets, bytes and every later
+addition in ``preregistration.md``.
 
 Data: the first 55,000 Fashion-MNIST training images train, the last 5,000 validate, the 10,000
 test images score. Seeds ``seed + i`` set the initialisation, the hash seed and the minibatch
@@ -44,34 +34,10 @@ import dataclasses
 from wsjax.models import lenet5_params, mlp_params, vit_params
 
 from experiments.sharing_levels.arm_names import (BUDGETED, CONTROLS, DENSE, DERIVED, HASHING, LOTTERY, OWN_SIZE,
-                                                 SOFT, TYING, MODELS, tied_layers)
+                                                 SOFT, TYING, tied_layers)
+from experiments.sharing_levels.checks import check
+from experiments.sharing_levels.nets import tied_position
 
-
-def _check(cfg: "Config") -> None:
-    if cfg.model not in MODELS:
-        raise ValueError(f"the sharing-level study runs one of {MODELS}, got model {cfg.model!r}")
-    if cfg.model == "lenet5" and cfg.tying:
-        raise ValueError("LeNet-5 has no same-shape layers to tie")
-    if cfg.model != "deep_mlp" and ("dynamic" in cfg.own_size or cfg.lottery_rounds):
-        raise ValueError("DynamicNet and the lottery chain are built for the deep MLP only")
-    if any(not 0 < b < 1 for b in cfg.budgets) or not cfg.budgets:
-        raise ValueError(f"budgets are fractions of the dense net in (0, 1), got {cfg.budgets!r}")
-    unknown = ([a for a in cfg.arms if a not in BUDGETED] + [a for a in cfg.tying if a not in TYING]
-               + [a for a in cfg.own_size if a not in OWN_SIZE])
-    if unknown:
-        raise ValueError(f"unknown arms {unknown}; budgeted: {BUDGETED}, tying: {tuple(TYING)}, "
-                         f"own size: {OWN_SIZE}")
-    if cfg.tune_budget not in cfg.budgets:
-        raise ValueError(f"the tuning budget {cfg.tune_budget} must be one of the budgets")
-    if any(TYING[a][0] >= len(cfg.tied_layers()) for a in cfg.tying):
-        raise ValueError("the tying arms need more same-shape hidden layers than unique copies")
-    if min(cfg.seeds, cfg.extra_seeds, cfg.epochs, cfg.tune_epochs) < 1 or not cfg.lrs or not cfg.init_scales:
-        raise ValueError("seeds, epochs and the tuning grids must be non-empty and positive")
-    if cfg.lottery_rounds < 0 or not (0 < cfg.lottery_rate < 1 and 0 < cfg.lottery_output_rate < 1):
-        raise ValueError("lottery_rounds must be >= 0 and the lottery rates in (0, 1)")
-    if not 1 <= cfg.prune_rounds <= min(cfg.epochs, cfg.tune_epochs) or cfg.max_repeats < 1:
-        raise ValueError("prune_rounds must be in 1..epochs (each round retrains at least one epoch) "
-                         "and max_repeats >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +77,7 @@ class Config:
     quick: bool = False
 
     def __post_init__(self):
-        _check(self)
+        check(self)
 
     # ------------------------------------------------------------------ sizes
 
@@ -128,20 +94,11 @@ class Config:
         after the first (``Dense_1 ..``), the ViT's blocks (``Block_0 ..``); none in LeNet-5."""
         return tied_layers(self.model, self.hidden_layers, self.depth)
 
-    def _tied_kernels(self) -> tuple[list[tuple[int, int]], int]:
-        """One tied position's kernels as (rows, cols) and its parameter count."""
-        w = self.width
-        if self.model == "vit":
-            r = 2  # the ViT's mlp_ratio
-            kernels = [(w, w)] * 4 + [(w, r * w), (r * w, w)]
-            return kernels, 4 * (w * w + w) + 4 * w + 2 * r * w * w + r * w + w
-        return [(w, w)], w * w + w
-
     def tied_params(self, arm: str) -> int:
         """A tying arm's free parameters: the dense net less the copies it drops, plus its
         per-layer extras (a scale and a shift per output column, or a rank-r LoRA, per tied kernel)."""
         unique, _, multiplex, rank = TYING[arm]
-        kernels, per_position = self._tied_kernels()
+        kernels, per_position = tied_position(self.model, self.width)
         positions = len(self.tied_layers())
         # the count below assumes what tying.py does for these arms: every position multiplexed
         # (one copy) and a LoRA rank under every kernel's rows and columns (tying.py caps it)
@@ -172,10 +129,6 @@ class Config:
                 "train_examples": self.train_examples, "validation": self.validation,
                 "test_examples": self.test_examples, "dataset": dataset}
 
-    def settings_grid(self, arm: str) -> list[tuple[float, float]]:
-        scales = self.init_scales if arm in HASHING else (1.0,)
-        return [(lr, s) for lr in self.lrs for s in scales]
-
     def _extra(self, arm: str, settings: dict | None) -> dict:
         """What an arm's unit adds to the base: a derived arm's start (the dense point's recipe,
         ``settings['dense']``) and rounds, the dynamic net's depth range."""
@@ -194,10 +147,6 @@ class Config:
                     "output_rate": self.lottery_output_rate}
         return {}
 
-    def lottery_rates(self) -> dict:
-        """Per-layer rates for :func:`wsjax.pruning.lottery.prune_round` (first match wins)."""
-        return {rf"^Dense_{self.hidden_layers}/kernel$": self.lottery_output_rate, r"kernel$": self.lottery_rate}
-
     def tune_units(self, dataset: str, seed: int, settings: dict | None = None) -> list[dict]:
         """The tuning runs; without ``settings`` those of the arms that train from scratch, with
         them (the chosen ``{arm: (lr, init_scale)}``, the dense net's at least) the derived arms'."""
@@ -209,7 +158,8 @@ class Config:
         out = []
         for arm in arms:
             budget = self.tune_budget if arm in BUDGETED else None
-            for lr, scale in self.settings_grid(arm):
+            scales = self.init_scales if arm in HASHING else (1.0,)  # the init scale: hashing's only
+            for lr, scale in ((lr, s) for lr in self.lrs for s in scales):
                 out.append({"kind": "tune", "arm": arm, "budget": budget, "seed": seed, "lr": lr,
                             "init_scale": scale, "epochs": self.tune_epochs, **self._base(dataset),
                             **self._extra(arm, settings)})
@@ -243,34 +193,22 @@ class Config:
                 for i in range(self.seeds) for r in range(1, self.lottery_rounds + 1)]
         return out
 
-    def lottery_round_of(self, unit: dict, r: int) -> dict:
-        """The unit of round ``r`` of ``unit``'s chain (its seed's)."""
-        return {**unit, "round": r}
-
 
 def full() -> Config:
     return Config()
 
 
 def lenet5() -> Config:
-    """LeNet-5 (the pre-registration's grid): 1/8, 1/32 and 1/64 of its float32 file, 3 seeds,
-    8 epochs (4 in tuning, at 1/8 on seed 0), the arms that apply to a net without same-shape
-    layers: ``narrow`` (every conv's channels and the dense width scaled by one factor), the
-    five hashing arms and ``pruned``. Not run on LeNet-5 (to fit the machine, decided before its
-    run): the lottery chain and the soft arms; rule 4 then reads ``pruned`` alone."""
+    """LeNet-5: 1/8, 1/32 and 1/64, 3 seeds, 8 epochs (4 in tuning); narrow, the five hashing
+    arms and pruned (no same-shape layers to tie; no lottery or soft arms: ``preregistration.md``)."""
     return Config(model="lenet5", budgets=(1 / 8, 1 / 32, 1 / 64), tying=(), own_size=(), extra_seed_budgets=(),
                   epochs=8, tune_epochs=4, lottery_rounds=0)
 
 
 def vit() -> Config:
-    """The small ViT (7x7 patches, 16 tokens and a class token, width 64, 4 blocks, 4 heads:
-    139,018 parameters; the dense reference recipe's 10 epochs): 1/4, 1/8 and 1/16 of its
-    float32 file (its biases, LayerNorms and position embedding are 3 % of it, so 1/32 would
-    leave the hashed kernels almost nothing), 3 seeds, 5 tuning epochs at 1/8 on seed 0; the
-    narrow, hashing and pruned arms and every tying arm over its 4 blocks (ALBERT's all-tied,
-    Takase & Kiyono's sequence and cycle orders, MiniViT's scale and shift, a rank-8 LoRA)
-    with the hashing controls at the tying arms' sizes. Not run on the ViT: DynamicNet, the
-    lottery chain and the soft arms (built for the MLP)."""
+    """The small ViT (7x7 patches, width 64, 4 blocks: 139,018 parameters): 1/4, 1/8 and 1/16
+    (its non-kernel 3 % leaves 1/32 almost nothing to hash), 3 seeds, 10 epochs (5 in tuning);
+    narrow, hashing, pruned and every tying arm over its blocks (``preregistration.md``)."""
     return Config(model="vit", width=64, depth=4, budgets=(1 / 4, 1 / 8, 1 / 16), own_size=(),
                   extra_seed_budgets=(), epochs=10, tune_epochs=5, lottery_rounds=0)
 
@@ -278,16 +216,6 @@ def vit() -> Config:
 def grid() -> list[Config]:
     """The full study, in run order: the deep MLP, LeNet-5, the ViT."""
     return [full(), lenet5(), vit()]
-
-
-def smoke_vit() -> Config:
-    """Seconds, for the test suite: a width-16, 3-block ViT's narrow, block-hashed and one tying
-    arm (every tying arm's size is checked against its transform without training)."""
-    return Config(model="vit", width=16, depth=3, budgets=(1 / 4,), arms=("narrow", "roast"),
-                  tying=("tied_scale_shift",), own_size=(), seeds=1,
-                  extra_seed_budgets=(), epochs=1, tune_epochs=1, tune_budget=1 / 4, lrs=(3e-3,), init_scales=(1.0,),
-                  prune_rounds=1, lottery_rounds=0, block=4, train_examples=300, validation=100, test_examples=200,
-                  quick=True)
 
 
 def quick() -> Config:
@@ -298,17 +226,25 @@ def quick() -> Config:
                   train_examples=2_000, validation=500, test_examples=1_000, quick=True)
 
 
-def smoke_lenet5() -> Config:
-    """Seconds, for the test suite: LeNet-5's arms (one hashing arm of each scope) on a few hundred images."""
-    return Config(model="lenet5", budgets=(1 / 8,), arms=("narrow", "hashed_layer", "hashed_pool_scaled", "pruned"),
-                  tying=(), own_size=(), seeds=1, extra_seed_budgets=(), epochs=1, tune_epochs=1, lrs=(3e-3,),
-                  init_scales=(1.0,), prune_rounds=1, lottery_rounds=0, train_examples=300, validation=100,
-                  test_examples=200, quick=True)
+#: what every smoke config shares: one seed, one epoch, one setting, a few hundred images
+_SMOKE = dict(budgets=(1 / 8,), seeds=1, extra_seed_budgets=(), epochs=1, tune_epochs=1, lrs=(3e-3,),
+              init_scales=(1.0,), prune_rounds=1, train_examples=300, validation=100, test_examples=200, quick=True)
 
 
 def smoke() -> Config:
     """Seconds, for the test suite: every arm once on a few hundred images."""
-    return Config(width=16, hidden_layers=4, budgets=(1 / 8,), tying=("tied_cycle_2", "tied_lora_8"),
-                  seeds=1, extra_seed_budgets=(), epochs=1, tune_epochs=1, lrs=(3e-3,), init_scales=(1.0,), prune_rounds=1,
-                  lottery_rounds=2,
-                  block=4, train_examples=300, validation=100, test_examples=200, quick=True)
+    return Config(**_SMOKE, width=16, hidden_layers=4, tying=("tied_cycle_2", "tied_lora_8"), lottery_rounds=2,
+                  block=4)
+
+
+def smoke_lenet5() -> Config:
+    """Seconds, for the test suite: LeNet-5's arms (one hashing arm of each scope)."""
+    return Config(**_SMOKE, model="lenet5", arms=("narrow", "hashed_layer", "hashed_pool_scaled", "pruned"),
+                  tying=(), own_size=(), lottery_rounds=0)
+
+
+def smoke_vit() -> Config:
+    """Seconds, for the test suite: a width-16, 3-block ViT's narrow, block-hashed and one tying
+    arm (every tying arm's size is checked against its transform without training)."""
+    return Config(**{**_SMOKE, "budgets": (1 / 4,)}, model="vit", width=16, depth=3, arms=("narrow", "roast"),
+                  tying=("tied_scale_shift",), own_size=(), tune_budget=1 / 4, lottery_rounds=0, block=4)

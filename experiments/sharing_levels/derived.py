@@ -70,7 +70,7 @@ def _round_params(cfg: config.Config, unit: dict, r: int, data, store: Store):
     """The trained net of round ``r`` of ``unit``'s lottery chain (round 0: the dense point)."""
     if r == 0:
         return dense_start(cfg, unit, data, store)
-    return study.stored_or_rebuilt(store, cfg.lottery_round_of(unit, r), lambda u: train_metrics(cfg, u, data, store),
+    return study.stored_or_rebuilt(store, {**unit, "round": r}, lambda u: train_metrics(cfg, u, data, store),
                                    f"lottery round {r} of seed {unit['seed']}")
 
 
@@ -80,7 +80,9 @@ def train_lottery_round(cfg: config.Config, unit: dict, data, store: Store) -> d
     surviving weights, rewind the survivors to their values at initialisation (the dense net's
     ``theta_0``) and train them with the dense recipe; stored with the sparse codec."""
     train = data[0]
-    r, rates = unit["round"], cfg.lottery_rates()
+    # Frankle & Carbin's per-layer rates (first match wins): the output layer's, then every kernel's
+    rates = {rf"^Dense_{unit['hidden_layers']}/kernel$": unit["output_rate"], r"kernel$": unit["rate"]}
+    r = unit["round"]
     previous = _round_params(cfg, unit, r - 1, data, store)
     masks = pruning.lottery.prune_round(previous, pruning.lottery.surviving_masks(previous, rates, r - 1), rates, r)
     model = nets.model({**unit, "arm": config.DENSE})  # the dense architecture

@@ -47,3 +47,13 @@ def model(unit: dict):
 def widths(m) -> list[int]:
     """The layer widths a row records (the ViT's: its token width per block)."""
     return [m.width] * m.depth if isinstance(m, ViT) else list(m.features)
+
+
+def tied_position(model: str, width: int) -> tuple[list[tuple[int, int]], int]:
+    """One tied position's kernels as (rows, cols) and its parameter count: the MLP's hidden
+    layer, or a ViT block (4 attention projections and the 2x MLP; LayerNorms and biases)."""
+    w = width
+    if model == "vit":
+        r = 2  # the ViT's mlp_ratio
+        return [(w, w)] * 4 + [(w, r * w), (r * w, w)], 4 * (w * w + w) + 4 * w + 2 * r * w * w + r * w + w
+    return [(w, w)], w * w + w

@@ -159,7 +159,7 @@ def run(cfgs, dataset: str, seed: int, out: str, report_only=()) -> list[dict]:
 
 def main(argv=None) -> list[dict]:
     def add(p):
-        p.add_argument("--models", nargs="+", choices=config.MODELS, default=None,
+        p.add_argument("--models", nargs="+", choices=arm_names.MODELS, default=None,
                        help="train only these models (the report still shows every model's stored rows)")
         p.add_argument("--report-only", action="store_true",
                        help="train nothing: write the report from the rows the store has")
